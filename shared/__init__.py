@@ -1,0 +1,1 @@
+"""persd's common library: configuration, database, models, message schemas, queues."""

@@ -1,0 +1,96 @@
+"""Enumerations stored in the database and carried in messages. Values are stable strings."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    ATTEMPTING = "attempting"
+    EXECUTING = "executing"
+    PASSED = "passed"
+    FAILED = "failed"
+    REFINING = "refining"
+    REFINED = "refined"
+    UNREFINABLE = "unrefinable"
+    NEEDS_TEACHER = "needs_teacher"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    ERROR = "error"
+
+
+class TestFormat(StrEnum):
+    ASSERTS = "asserts"  # MBPP style: a list of assert statements
+    CHECK = "check"  # HumanEval style: def check(candidate) plus an entry point
+    IO = "io"  # call expression and expected value pairs
+
+
+class TestSet(StrEnum):
+    SEEN = "seen"
+    HIDDEN = "hidden"
+
+
+class ExecutionOutcome(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"  # an assertion did not hold
+    ERROR = "error"  # an exception other than AssertionError
+    SYNTAX_ERROR = "syntax_error"
+    TIMEOUT = "timeout"
+    RESOURCE_LIMIT = "resource_limit"  # memory, output or file-size cap
+    EARLY_EXIT = "early_exit"  # the program left before the tests finished
+    SANDBOX_ERROR = "sandbox_error"  # our infrastructure failed, not the program
+
+
+class ValidationOutcome(StrEnum):
+    PENDING = "pending"
+    PASSED = "passed"
+    REJECTED = "rejected"
+
+
+class RejectionReason(StrEnum):
+    NO_CODE = "no_code"
+    FAILED_TESTS = "failed_tests"
+    EARLY_EXIT = "early_exit"
+    TOUCHES_HARNESS = "touches_harness"
+    HARDCODES_EXPECTED = "hardcodes_expected"
+    SAME_AS_ATTEMPT = "same_as_attempt"
+    TEACHER_ERROR = "teacher_error"
+
+
+class ExampleVariant(StrEnum):
+    PERSD = "persd"
+    PERSD_REFINE = "persd_refine"
+    STAND = "stand"
+
+
+class Split(StrEnum):
+    TRAIN = "train"
+    HELDOUT = "heldout"
+
+
+class AdapterStatus(StrEnum):
+    TRAINING = "training"
+    EVALUATING = "evaluating"
+    READY = "ready"
+    ACTIVE = "active"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    RETIRED = "retired"
+
+
+class AdapterAlias(StrEnum):
+    ACTIVE = "active"
+    CANDIDATE = "candidate"
+
+
+class TrainingRunStatus(StrEnum):
+    RUNNING = "running"
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class ApiScope(StrEnum):
+    SUBMIT = "submit"
+    READ = "read"
+    ADMIN = "admin"

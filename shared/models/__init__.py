@@ -1,0 +1,20 @@
+"""ORM models. Importing this package registers every table on ``Base.metadata``."""
+
+from shared.models.adapters import Adapter, AdapterAliasRow, TrainingRun
+from shared.models.auth import ApiKey
+from shared.models.base import Base
+from shared.models.refinements import Refinement, TrainingExample
+from shared.models.tasks import Attempt, Execution, Task
+
+__all__ = [
+    "Adapter",
+    "AdapterAliasRow",
+    "ApiKey",
+    "Attempt",
+    "Base",
+    "Execution",
+    "Refinement",
+    "Task",
+    "TrainingExample",
+    "TrainingRun",
+]

@@ -1,0 +1,226 @@
+"""The one Celery app, its queues, and typed task specifications.
+
+A :class:`TaskSpec` names a task (``<service>.<verb>``), its queue, its message model and its
+reply model. Senders use ``spec.send(message)``; a worker module implements the spec with
+``@implement(spec)`` on a plain function ``(message) -> reply``. Messages are validated on both
+ends; a malformed one fails its task with :class:`MalformedMessage` (never retried) and leaves
+the worker running.
+
+Delivery is at-least-once (``acks_late`` + ``reject_on_worker_lost``), so every implementation
+must be idempotent: a redelivered message finds its work done and returns the same reply.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from celery import Celery
+from celery.result import AsyncResult
+from kombu import Queue as KombuQueue
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from shared.config import CommonSettings, get_settings
+from shared.errors import MalformedMessage
+from shared.schemas import messages as m
+
+
+class Queue(StrEnum):
+    STUDENT = "student"
+    EXECUTE = "execute"
+    TEACHER = "teacher"
+    TRAIN = "train"
+
+
+# Heavy queues hold model calls, sandbox runs and training: one message per worker process at a
+# time, so a long job never hides a queued one from an idle worker.
+HEAVY_QUEUES = frozenset(Queue)
+
+app = Celery("persd", set_as_current=True)
+
+
+def configure(settings: CommonSettings | None = None) -> Celery:
+    s = settings or get_settings()
+    transport = {"global_keyprefix": s.redis_key_prefix, "visibility_timeout": 3600}
+    app.conf.update(
+        broker_url=s.redis_url,
+        result_backend=s.redis_url,
+        broker_transport_options=transport,
+        result_backend_transport_options={"global_keyprefix": s.redis_key_prefix},
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        result_expires=24 * 3600,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_queues=[KombuQueue(q.value, routing_key=q.value) for q in Queue],
+        task_default_queue=Queue.STUDENT.value,
+        task_routes={spec_name: {"queue": spec.queue.value} for spec_name, spec in SPECS.items()},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        timezone="UTC",
+    )
+    return app
+
+
+M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class TaskSpec(Generic[M, R]):
+    name: str
+    queue: Queue
+    message: type[M]
+    reply: type[R]
+
+    def send(self, message: M, **options: Any) -> TypedResult[R]:
+        if not isinstance(message, self.message):
+            raise TypeError(
+                f"{self.name} takes {self.message.__name__}, got {type(message).__name__}"
+            )
+        result = app.send_task(
+            self.name, args=[message.model_dump(mode="json")], queue=self.queue.value, **options
+        )
+        return TypedResult(self, result)
+
+
+@dataclass(frozen=True)
+class TypedResult(Generic[R]):
+    spec: TaskSpec[Any, R]
+    result: AsyncResult
+
+    @property
+    def id(self) -> str:
+        return self.result.id
+
+    def get(self, timeout: float = 30.0) -> R:
+        return self.spec.reply.model_validate(self.result.get(timeout=timeout))
+
+
+SPECS: dict[str, TaskSpec[Any, Any]] = {}
+
+
+def _spec(name: str, queue: Queue, message: type[M], reply: type[R]) -> TaskSpec[M, R]:
+    spec = TaskSpec(name, queue, message, reply)
+    SPECS[name] = spec
+    return spec
+
+
+STUDENT_PING = _spec("student.ping", Queue.STUDENT, m.Ping, m.Pong)
+STUDENT_ATTEMPT = _spec("student.attempt", Queue.STUDENT, m.AttemptRequest, m.AttemptReply)
+STUDENT_EXECUTED = _spec("student.executed", Queue.STUDENT, m.ExecutedNotice, m.StepReply)
+EXECUTOR_PING = _spec("executor.ping", Queue.EXECUTE, m.Ping, m.Pong)
+EXECUTOR_RUN = _spec("executor.run", Queue.EXECUTE, m.ExecuteRequest, m.ExecuteReply)
+TEACHER_PING = _spec("teacher.ping", Queue.TEACHER, m.Ping, m.Pong)
+TEACHER_REFINE = _spec("teacher.refine", Queue.TEACHER, m.RefineRequest, m.RefineReply)
+TEACHER_VALIDATED = _spec("teacher.validated", Queue.TEACHER, m.ExecutedNotice, m.RefineReply)
+TRAINER_PING = _spec("trainer.ping", Queue.TRAIN, m.Ping, m.Pong)
+TRAINER_TRAIN = _spec("trainer.train", Queue.TRAIN, m.TrainRequest, m.TrainReply)
+
+PINGS = {
+    Queue.STUDENT: STUDENT_PING,
+    Queue.EXECUTE: EXECUTOR_PING,
+    Queue.TEACHER: TEACHER_PING,
+    Queue.TRAIN: TRAINER_PING,
+}
+
+# Failures worth retrying: the database or broker was briefly away.
+TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
+
+
+def _parse(spec: TaskSpec[M, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> M:
+    if kwargs or len(args) != 1 or not isinstance(args[0], dict):
+        raise MalformedMessage(
+            f"{spec.name}: expected one JSON object ({spec.message.__name__}),"
+            f" got {len(args)} positional and {len(kwargs)} keyword arguments"
+        )
+    try:
+        return spec.message.model_validate(args[0])
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(message)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise MalformedMessage(
+            f"{spec.name}: malformed {spec.message.__name__}: {problems}"
+        ) from None
+
+
+def implement(spec: TaskSpec[M, R], **options: Any) -> Callable[[Callable[[M], R]], Any]:
+    """Register ``fn(message) -> reply`` as the Celery task for ``spec``."""
+
+    def decorate(fn: Callable[[M], R]) -> Any:
+        defaults: dict[str, Any] = {
+            "autoretry_for": TRANSIENT,
+            "retry_backoff": True,
+            "retry_backoff_max": 60,
+            "retry_jitter": True,
+            "max_retries": 8,
+        }
+
+        @app.task(
+            name=spec.name,
+            bind=True,
+            acks_late=True,
+            reject_on_worker_lost=True,
+            **(defaults | options),
+        )
+        def task(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            message = _parse(spec, args, kwargs)
+            reply = fn(message)
+            return spec.reply.model_validate(reply).model_dump(mode="json")
+
+        task.__doc__ = fn.__doc__
+        return task
+
+    return decorate
+
+
+def implement_ping(queue: Queue) -> Any:
+    """Each worker answers a ping on its own queue: proof that it consumes that queue."""
+
+    @implement(PINGS[queue])
+    def ping(message: m.Ping) -> m.Pong:
+        return m.Pong(
+            nonce=message.nonce,
+            queue=queue.value,
+            worker=f"{queue.value}@{socket.gethostname()}",
+            pid=os.getpid(),
+        )
+
+    return ping
+
+
+_PENDING = "persd_pending_sends"
+
+
+def send_after_commit(session: Session, spec: TaskSpec[M, Any], message: M) -> None:
+    """Send ``message`` once the session's transaction commits (never for a rolled-back one), so
+    a worker never receives an id whose row it cannot see yet."""
+    session.info.setdefault(_PENDING, []).append((spec, message))
+
+
+@event.listens_for(Session, "after_commit")
+def _send_pending(session: Session) -> None:
+    for spec, message in session.info.pop(_PENDING, []):
+        spec.send(message)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending(session: Session, previous_transaction) -> None:
+    if previous_transaction.parent is None:
+        session.info.pop(_PENDING, None)
+
+
+configure()

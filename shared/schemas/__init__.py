@@ -1,0 +1,1 @@
+"""Wire schemas (pydantic): queue messages, test suites, API bodies. Kept apart from the ORM."""

@@ -1,0 +1,89 @@
+"""Typed queue messages. Queues carry ids; the database holds the data.
+
+Every message and reply is a pydantic model serialized as JSON. Field names here are a wire
+contract between services deployed at different times: add optional fields, never rename.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.enums import ExecutionOutcome, TaskStatus, TrainingRunStatus, ValidationOutcome
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Ping(Message):
+    """Liveness probe answered by every worker on its own queue."""
+
+    nonce: str = Field(min_length=1, max_length=200)
+
+
+class Pong(Message):
+    nonce: str
+    queue: str
+    worker: str  # Celery hostname of the worker that answered
+    pid: int
+
+
+class AttemptRequest(Message):
+    """Make the next attempt at a task (step 1 is plain generation, later steps self-repair)."""
+
+    task_id: int = Field(gt=0)
+    step: int = Field(1, ge=1)
+
+
+class AttemptReply(Message):
+    task_id: int
+    attempt_id: int | None
+    status: TaskStatus
+
+
+class ExecuteRequest(Message):
+    """Run an attempt's or a refinement's code against its task's tests."""
+
+    subject: Literal["attempt", "refinement"]
+    subject_id: int = Field(gt=0)
+
+
+class ExecuteReply(Message):
+    execution_id: int
+    outcome: ExecutionOutcome
+
+
+class ExecutedNotice(Message):
+    """Sent by the executor to the owner of the subject once an execution is stored."""
+
+    execution_id: int = Field(gt=0)
+
+
+class StepReply(Message):
+    task_id: int
+    status: TaskStatus
+
+
+class RefineRequest(Message):
+    """Ask the teacher to rectify a failed attempt."""
+
+    attempt_id: int = Field(gt=0)
+    round: int = Field(1, ge=1)
+
+
+class RefineReply(Message):
+    refinement_id: int | None
+    validation: ValidationOutcome | None
+    task_status: TaskStatus
+
+
+class TrainRequest(Message):
+    trigger: Literal["count", "interval", "manual"] = "manual"
+
+
+class TrainReply(Message):
+    run_id: int | None
+    status: TrainingRunStatus | None
+    detail: str = ""

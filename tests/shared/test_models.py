@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from shared.db import session_scope
+from shared.enums import AdapterAlias, AdapterStatus, TestSet
+from shared.errors import Conflict
+from shared.models import Adapter, AdapterAliasRow, Attempt, Execution, Task
+
+
+def _adapter(s, name: str) -> Adapter:
+    a = Adapter(name=name, base_model="tiny", artifact_path=f"/a/{name}", content_hash="0" * 64)
+    s.add(a)
+    s.flush()
+    return a
+
+
+def test_adapter_weights_are_immutable_but_status_moves(db) -> None:
+    with session_scope() as s:
+        a = _adapter(s, "v1")
+        a.status = AdapterStatus.READY
+        adapter_id = a.id
+    with pytest.raises(Conflict, match="content_hash is immutable"), session_scope() as s:
+        s.get(Adapter, adapter_id).content_hash = "1" * 64
+        s.flush()
+    with session_scope() as s:
+        stored = s.get(Adapter, adapter_id)
+        assert stored.status == AdapterStatus.READY
+        assert stored.content_hash == "0" * 64
+
+
+def test_one_alias_one_version(db) -> None:
+    with session_scope() as s:
+        v1, v2 = _adapter(s, "v1"), _adapter(s, "v2")
+        s.add(AdapterAliasRow(alias=AdapterAlias.ACTIVE, adapter_id=v1.id))
+    with pytest.raises(IntegrityError), session_scope() as s:
+        s.add(AdapterAliasRow(alias=AdapterAlias.ACTIVE, adapter_id=v2.id))
+
+
+def test_execution_has_exactly_one_subject(db) -> None:
+    with session_scope() as s:
+        task = Task(
+            description="d",
+            header="def f():",
+            entry_point="f",
+            seen_tests={"format": "asserts", "asserts": ["assert f() == 1"]},
+        )
+        s.add(task)
+        s.flush()
+        att = Attempt(
+            task_id=task.id,
+            step=1,
+            model_name="tiny",
+            prompt="p",
+            completion="c",
+            code="c",
+            sampling={},
+            latency_ms=1,
+            prompt_tokens=1,
+            completion_tokens=1,
+        )
+        s.add(att)
+        s.flush()
+        attempt_id = att.id
+    with pytest.raises(IntegrityError, match="exactly_one_subject"), session_scope() as s:
+        s.add(
+            Execution(
+                test_set=TestSet.SEEN, outcome="passed", test_results=[], feedback="", duration_ms=1
+            )
+        )
+    with pytest.raises(IntegrityError), session_scope() as s:
+        for _ in range(2):  # one execution per (attempt, test set): redelivery finds the first
+            s.add(
+                Execution(
+                    attempt_id=attempt_id,
+                    test_set=TestSet.SEEN,
+                    outcome="passed",
+                    test_results=[],
+                    feedback="",
+                    duration_ms=1,
+                )
+            )
+        s.flush()
