@@ -120,6 +120,7 @@ def _spec(name: str, queue: Queue, message: type[M], reply: type[R]) -> TaskSpec
 
 STUDENT_PING = _spec("student.ping", Queue.STUDENT, m.Ping, m.Pong)
 STUDENT_ATTEMPT = _spec("student.attempt", Queue.STUDENT, m.AttemptRequest, m.AttemptReply)
+STUDENT_PROMOTE = _spec("student.promote", Queue.STUDENT, m.PromoteRequest, m.PromoteReply)
 STUDENT_EXECUTED = _spec("student.executed", Queue.STUDENT, m.ExecutedNotice, m.StepReply)
 EXECUTOR_PING = _spec("executor.ping", Queue.EXECUTE, m.Ping, m.Pong)
 EXECUTOR_RUN = _spec("executor.run", Queue.EXECUTE, m.ExecuteRequest, m.ExecuteReply)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from shared.enums import TaskStatus as S
 from shared.errors import IllegalTransition, NotFound
+from shared.events import publish_after_commit
 from shared.models import Task
 from shared.models.base import utcnow
 
@@ -66,6 +67,7 @@ def transition(session: Session, task_id: int, target: S, *, reason: str | None 
         .execution_options(synchronize_session="fetch")
     )
     if result.rowcount == 1:
+        publish_after_commit(session, "task.status", task_id=task_id, status=target.value)
         return True
     current = session.execute(select(Task.status).where(Task.id == task_id)).scalar_one_or_none()
     if current is None:

@@ -87,3 +87,19 @@ class TrainReply(Message):
     run_id: int | None
     status: TrainingRunStatus | None
     detail: str = ""
+
+
+class PromoteRequest(Message):
+    """Make an adapter version the active one on every student replica (rollback promotes an
+    earlier version). Loading, canary, alias flip and unloading the old version happen in the
+    student service, which knows the replicas."""
+
+    adapter_id: int = Field(gt=0)
+    reason: str = Field("", max_length=500)
+
+
+class PromoteReply(Message):
+    adapter_id: int
+    promoted: bool
+    active_adapter_id: int | None
+    detail: str = ""
