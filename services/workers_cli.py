@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--revision", default="head")
     p.set_defaults(handler=_migrate)
 
+    p = sub.add_parser("ping", help="send a ping through a service's queue and wait for a worker")
+    p.add_argument("service", choices=sorted(WORKERS))
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(handler=_ping)
+
     p = sub.add_parser("worker", help="start a Celery worker for one service")
     p.add_argument("service", choices=sorted(WORKERS))
     p.add_argument("--concurrency", "-c", type=int, help="worker processes or threads")
@@ -46,6 +51,23 @@ def _migrate(args: argparse.Namespace) -> int:
 
     get_settings()  # validate first: a bad DATABASE_URL is named before Alembic runs
     upgrade(revision=args.revision)
+    return 0
+
+
+def _ping(args: argparse.Namespace) -> int:
+    import uuid
+
+    from shared.queues import PINGS, Queue
+    from shared.schemas.messages import Ping
+
+    queue = Queue(WORKERS[args.service][0])
+    try:
+        pong = PINGS[queue].send(Ping(nonce=uuid.uuid4().hex)).get(timeout=args.timeout)
+    except Exception as exc:  # noqa: BLE001 - any failure means unhealthy; say why
+        print(f"persd: no {args.service} worker answered on queue {queue.value}: {exc!r}",
+              file=sys.stderr)
+        return 1
+    print(f"ok: {pong.worker} (pid {pong.pid}) answered on {pong.queue}")
     return 0
 
 
