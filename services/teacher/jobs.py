@@ -1,0 +1,104 @@
+"""Reading what a teacher round needs from the database: the task, the student's failed attempt,
+its seen-test feedback, and for later rounds the previous refinement and its feedback.
+
+Only *seen* executions are ever read here: hidden tests score and never reach a prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.teacher.backends import Job
+from services.teacher.identity import task_key
+from services.teacher.program import complete_program
+from services.teacher.prompt import solution_in
+from shared.enums import ExecutionOutcome, RejectionReason, TestSet, ValidationOutcome
+from shared.errors import Conflict, InvalidInput, NotFound
+from shared.models import Attempt, Execution, Refinement, Task
+
+
+@dataclass(frozen=True)
+class Loaded:
+    task: Task
+    attempt: Attempt
+    feedback: str  # of the student's attempt: what PERsD-refine examples show
+    error_type: str | None
+    job: Job
+
+
+def seen_execution(
+    session: Session, *, attempt_id: int | None = None, refinement_id: int | None = None
+) -> Execution | None:
+    query = select(Execution).where(Execution.test_set == TestSet.SEEN)
+    if attempt_id is not None:
+        query = query.where(Execution.attempt_id == attempt_id)
+    else:
+        query = query.where(Execution.refinement_id == refinement_id)
+    return session.scalars(query).first()
+
+
+def refinement(session: Session, attempt_id: int, round_: int) -> Refinement | None:
+    return session.scalars(
+        select(Refinement).where(Refinement.attempt_id == attempt_id, Refinement.round == round_)
+    ).first()
+
+
+def load(session: Session, attempt_id: int, round_: int) -> Loaded:
+    attempt = session.get(Attempt, attempt_id)
+    if attempt is None:
+        raise NotFound(f"attempt {attempt_id} does not exist")
+    task = attempt.task
+    seen = seen_execution(session, attempt_id=attempt_id)
+    if seen is None:
+        raise InvalidInput(
+            f"attempt {attempt_id} has no seen-test execution: the teacher rectifies attempts"
+            " that were executed and failed"
+        )
+    if seen.outcome is ExecutionOutcome.PASSED:
+        raise InvalidInput(f"attempt {attempt_id} passed its seen tests: nothing to rectify")
+    reference = (
+        complete_program(task.reference_solution, task.header, task.entry_point)
+        if task.reference_solution
+        else None
+    )
+    incorrect, error, own = attempt.code, seen.feedback, None
+    if round_ > 1:
+        prev = refinement(session, attempt_id, round_ - 1)
+        if prev is None:
+            raise InvalidInput(
+                f"attempt {attempt_id}: round {round_} asked before round {round_ - 1} exists"
+            )
+        if prev.validation is not ValidationOutcome.REJECTED:
+            raise Conflict(
+                f"attempt {attempt_id}: round {round_} asked while round {round_ - 1} is"
+                f" {prev.validation.value}"
+            )
+        own = None if reference else solution_in(prev.prompt)
+        prev_seen = seen_execution(session, refinement_id=prev.id)
+        if prev.rejection_reason is RejectionReason.TEACHER_ERROR:
+            pass  # the teacher never answered: ask the first question again
+        elif prev.code and prev_seen is not None:
+            # Retry "with the new feedback": the teacher's last code and what its run said.
+            incorrect, error = prev.code, prev_seen.feedback
+        elif prev.code:
+            incorrect = prev.code
+            error = f"The corrected code was rejected before testing: {prev.rejection_detail}"
+        else:
+            error = (
+                f"{seen.feedback}\nThe previous answer had no code block: {prev.rejection_detail}"
+            )
+    job = Job(
+        description=task.description,
+        header=task.header,
+        entry_point=task.entry_point,
+        reference=reference,
+        incorrect_code=incorrect,
+        error=error,
+        round=round_,
+        task_key=task_key(task.description, task.header),
+        own_solution=own,
+    )
+    return Loaded(task, attempt, seen.feedback, seen.error_type, job)
