@@ -19,10 +19,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m services.student.vllm_metadata
 	touch $@
 
-# Debian packages the sandbox and the browser test need (root; CI runs this).
+# Debian packages the sandbox and the browser test need (root; CI runs this). The executor's
+# sandbox runs /usr/bin/python3, which needs numpy for the PERsD import block.
 system-deps:
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap chromium >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap python3-numpy chromium >/dev/null
 
 migrate: install
 	$(PERSD) migrate

@@ -1,1 +1,3 @@
-"""The executor service."""
+"""The executor service: runs untrusted code in a kernel-enforced sandbox and returns PERsD
+execution feedback. Public API: :mod:`services.executor.api`; threat model:
+:mod:`services.executor.isolation`."""
