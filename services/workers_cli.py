@@ -8,7 +8,8 @@ import sys
 
 WORKERS = {
     # service: (queue, default concurrency, pool)
-    "student": ("student", 1, "threads"),
+    # Student threads each wait on one HTTP request; vLLM batches the concurrent ones.
+    "student": ("student", 16, "threads"),
     "executor": ("execute", 2, "prefork"),
     "teacher": ("teacher", 4, "threads"),
     "trainer": ("train", 1, "solo"),
@@ -33,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", "-c", type=int, help="worker processes or threads")
     p.add_argument("--hostname", "-n", help="Celery node name")
     p.set_defaults(handler=_worker)
+
+    p = sub.add_parser("beat", help="start Celery beat (periodic checks); run exactly one")
+    p.set_defaults(handler=_beat)
 
 
 def _check_config(_args: argparse.Namespace) -> int:
@@ -93,6 +97,24 @@ def _worker(args: argparse.Namespace) -> int:
         args.hostname or f"{args.service}@%h",
         "--without-gossip",
         "--without-mingle",
+        "-l",
+        os.environ.get("PERSD_LOG_LEVEL", "INFO"),
+    ]
+    os.execv(sys.executable, argv)
+    return 0  # pragma: no cover
+
+
+def _beat(_args: argparse.Namespace) -> int:
+    from shared.config import get_settings
+
+    get_settings()
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "services.beat",
+        "beat",
         "-l",
         os.environ.get("PERSD_LOG_LEVEL", "INFO"),
     ]

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from shared import db as shared_db  # noqa: E402
 from shared.migrate import upgrade  # noqa: E402
 from shared.models import Base  # noqa: E402
+from tests.support.vllm import VllmServer, tiny_student_path  # noqa: E402
 from tests.support.workers import WorkerPool  # noqa: E402
 
 
@@ -61,3 +62,20 @@ def workers() -> Iterator[WorkerPool]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    """One real vLLM server on the tiny student for the whole session (see tests/support/vllm.py).
+    Gives ``.url``, ``.model`` (served name, also the model directory), ``.env`` for workers and
+    ``.restart()``."""
+    server = VllmServer(
+        tiny_student_path(),
+        data_dir=tmp_path_factory.mktemp("vllm"),
+        log_dir=WorkerPool().log_dir,
+    )
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

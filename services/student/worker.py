@@ -1,7 +1,93 @@
-"""Celery entry point of the student service: `celery -A services.student.worker worker -Q student`."""
+"""Celery entry point of the student service: `celery -A services.student.worker worker -Q student`.
 
-from shared.queues import Queue, app, implement_ping
+Thin edge: each task parses its message and calls a plain function. The worker runs a thread
+pool (see services/workers_cli.py): every thread waits on an HTTP request, so vLLM receives
+concurrent requests and batches them.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from services import reconciler
+from services.student.attempts import make_attempt, on_executed
+from services.student.hotswap import promote
+from services.student.routing import Router
+from services.student.settings import get_student_settings
+from services.student.vllm_client import VllmClient
+from shared.queues import (
+    STUDENT_ATTEMPT,
+    STUDENT_EXECUTED,
+    STUDENT_PROMOTE,
+    STUDENT_RECONCILE,
+    Queue,
+    app,
+    implement,
+    implement_ping,
+)
+from shared.schemas.messages import (
+    AttemptReply,
+    AttemptRequest,
+    ExecutedNotice,
+    PromoteReply,
+    PromoteRequest,
+    ReconcileReply,
+    ReconcileRequest,
+    StepReply,
+)
 
 __all__ = ["app"]
 
 ping = implement_ping(Queue.STUDENT)
+
+_router: Router | None = None
+_lock = threading.Lock()
+
+
+def router() -> Router:
+    """One client per process, shared by its threads (one connection pool to vLLM)."""
+    global _router
+    with _lock:
+        if _router is None:
+            s = get_student_settings()
+            client = VllmClient(
+                s.urls,
+                timeout_s=s.request_timeout_s,
+                retry_for_s=s.retry_for_s,
+                max_connections=max(s.concurrency, 8),
+            )
+            _router = Router(client, s.served_model_name)
+        return _router
+
+
+@implement(STUDENT_ATTEMPT)
+def attempt(message: AttemptRequest) -> AttemptReply:
+    """Generate one step of a task with the active student and request its execution."""
+    return make_attempt(message, router(), get_student_settings())
+
+
+@implement(STUDENT_EXECUTED)
+def executed(message: ExecutedNotice) -> StepReply:
+    """Decide the next step from an attempt's seen-test execution."""
+    return on_executed(message)
+
+
+@implement(STUDENT_PROMOTE)
+def promote_adapter(message: PromoteRequest) -> PromoteReply:
+    """Hot-swap an adapter version in on every replica, then flip the active alias."""
+    r = router()
+    return promote(
+        message.adapter_id,
+        r.client,
+        get_student_settings(),
+        inflight=r.inflight,
+        reason=message.reason,
+    )
+
+
+# The reconciler runs here because the student queue is light (its messages are short HTTP
+# waits) and a sweep is a few indexed queries; beat sends it every RECONCILER_INTERVAL_S.
+@implement(STUDENT_RECONCILE)
+def reconcile(message: ReconcileRequest) -> ReconcileReply:
+    """Re-send the lost next message of every task stuck past the deadline."""
+    return reconciler.reconcile(message)
