@@ -28,7 +28,11 @@ system-deps:
 migrate: install
 	$(PERSD) migrate
 
-run: install migrate
+# The whole stack under honcho: the student's vLLM server, the API, the four workers and beat.
+run: install
+	$(PERSD) build-tiny-student
+	$(PERSD) migrate
+	$(PERSD) preflight
 	$(VENV)/bin/honcho -f Procfile start
 
 test: install

@@ -103,3 +103,18 @@ class PromoteReply(Message):
     promoted: bool
     active_adapter_id: int | None
     detail: str = ""
+
+
+class ReconcileRequest(Message):
+    """Re-send the lost next message of every task stuck in an in-between state for longer than
+    ``deadline_s`` (services/reconciler.py): the database, not the broker, says what is due."""
+
+    deadline_s: float = Field(ge=0)
+    limit: int = Field(500, ge=1, le=100_000, description="tasks looked at per sweep")
+
+
+class ReconcileReply(Message):
+    # Messages re-sent, by the status the task was stuck in (statuses with none are left out).
+    resent: dict[TaskStatus, int]
+    # Stuck tasks with nothing that could be re-sent (inconsistent rows; logged by the reconciler).
+    skipped: list[int] = Field(default_factory=list)

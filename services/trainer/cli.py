@@ -1,0 +1,171 @@
+"""Operator commands: ``persd train --now`` and ``persd adapters list|promote|rollback``.
+
+Argument parsing only; the work is in :func:`services.trainer.runs.main` (a run) and
+:mod:`services.trainer.versions` (the registry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="start a training run now (trainer worker or this process)")
+    p.add_argument(
+        "--now",
+        action="store_true",
+        required=True,
+        help="run now, whatever the trigger says (there is no other mode; beat runs the trigger)",
+    )
+    p.add_argument(
+        "--here",
+        action="store_true",
+        help="train in this process instead of sending trainer.train to the trainer worker"
+        " (same lock: never concurrent with the worker)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a trainer setting for this run (with --here), e.g. --set epochs=5",
+    )
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the reply")
+    p.set_defaults(handler=_train)
+
+    p = sub.add_parser("adapters", help="the adapter registry: list, promote, rollback")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    v = verbs.add_parser("list", help="every version with status, parent, hash and gate figures")
+    v.add_argument("--json", action="store_true", help="machine-readable output")
+    v.set_defaults(handler=_list)
+    v = verbs.add_parser("promote", help="make a version active (hot-swap into the student)")
+    v.add_argument("version", help="adapter id or name")
+    v.add_argument("--reason", default="promoted by an operator")
+    v.add_argument("--timeout", type=float, default=300.0)
+    v.set_defaults(handler=_promote)
+    v = verbs.add_parser("rollback", help="make an earlier ready or retired version active again")
+    v.add_argument("version", nargs="?", help="adapter id or name (default: the previous one)")
+    v.add_argument("--timeout", type=float, default=300.0)
+    v.set_defaults(handler=_rollback)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to keyword overrides; values are JSON when they parse as JSON."""
+    from shared.errors import InvalidInput
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def _train(args: argparse.Namespace) -> int:
+    from shared.errors import InvalidInput
+
+    overrides = parse_overrides(args.set)
+    if overrides and not args.here:
+        raise InvalidInput(
+            "--set applies to a run in this process; add --here (the worker uses its own"
+            " environment's TRAINER_ settings)"
+        )
+    if args.here:
+        from services.trainer.config import load_config
+        from services.trainer.runs import main
+
+        reply = main(load_config(**overrides), "manual").reply()
+    else:
+        from shared.queues import TRAINER_TRAIN
+        from shared.schemas.messages import TrainRequest
+
+        reply = TRAINER_TRAIN.send(TrainRequest(trigger="manual")).get(timeout=args.timeout)
+    status = reply.status.value if reply.status else "not started"
+    run = f"run {reply.run_id}" if reply.run_id else "no run"
+    print(f"{run}: {status}: {reply.detail}")
+    return 0 if reply.status is not None and reply.status.value in ("promoted", "rejected") else 1
+
+
+def _list(args: argparse.Namespace) -> int:
+    from services.trainer.versions import list_versions
+    from shared.db import session_scope
+    from shared.registry import get_active
+
+    with session_scope() as session:
+        active = get_active(session)
+        rows = [_row(a, active.id if active else None) for a in list_versions(session)]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    if not rows:
+        print("no adapter versions yet")
+        return 0
+    print(f"{'id':>4}  {'':1} {'status':<10} {'parent':>6}  {'hash':<12}  {'gate':<44}  name")
+    for r in rows:
+        mark = "*" if r["active"] else ""
+        parent = r["parent_id"] if r["parent_id"] is not None else "-"
+        print(
+            f"{r['id']:>4}  {mark:1} {r['status']:<10} {parent!s:>6}  {r['content_hash'][:12]:<12}"
+            f"  {r['gate_summary']:<44}  {r['name']}"
+        )
+    return 0
+
+
+def _row(adapter, active_id: int | None) -> dict[str, Any]:
+    gate = (adapter.metrics or {}).get("gate") or {}
+    summary = "-"
+    if gate:
+        c, a = gate.get("candidate", {}), gate.get("active", {})
+
+        def fmt(v, spec):
+            return format(v, spec) if v is not None else "n/a"
+
+        summary = (
+            f"nll {fmt(c.get('nll'), '.3f')}/{fmt(a.get('nll'), '.3f')}"
+            f" pass {fmt(c.get('pass_at_1'), '.2f')}/{fmt(a.get('pass_at_1'), '.2f')}"
+            f" {'pass' if gate.get('promote') else 'fail'}"
+        )
+    return {
+        "id": adapter.id,
+        "name": adapter.name,
+        "status": adapter.status.value,
+        "active": adapter.id == active_id,
+        "parent_id": adapter.parent_id,
+        "content_hash": adapter.content_hash,
+        "artifact_path": adapter.artifact_path,
+        "created_at": adapter.created_at,
+        "status_reason": adapter.status_reason,
+        "gate_summary": summary,
+    }
+
+
+def _print_promotion(reply) -> int:
+    state = "promoted" if reply.promoted else "NOT promoted"
+    print(f"adapter {reply.adapter_id} {state}; active: {reply.active_adapter_id}; {reply.detail}")
+    return 0 if reply.promoted else 1
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from services.trainer.versions import promote
+
+    return _print_promotion(promote(args.version, reason=args.reason, timeout_s=args.timeout))
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from services.trainer.versions import rollback
+
+    return _print_promotion(rollback(args.version, timeout_s=args.timeout))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from services.cli import main
+
+    sys.exit(main())

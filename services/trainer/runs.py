@@ -1,0 +1,379 @@
+"""One training run, end to end: ``main(config, trigger)``.
+
+    lock (Redis lease) ─► recover dead runs ─► trigger still due? ─► select examples ─► run row
+      ─► train LoRA (heartbeat) ─► publish artifact ─► version row (evaluating) ─► verify hash
+      ─► gate (candidate loaded into vLLM under its name) ─► ready / rejected
+      ─► student.promote (hot-swap) ─► promoted / failed
+
+``main`` takes a :class:`TrainerConfig` and nothing from the command line: the Celery task, the
+CLI and the benchmark call it with a config they built. Every outcome is stored on the run row
+(status, loss curve, gate figures and decision, error); a failure at any step leaves the run
+``failed`` with the reason, its version (if any) ``failed``, the staging files removed, and the
+active alias untouched.
+
+Idempotent: a run started for a Celery message records the message id; a redelivered message
+finds that run and reports it instead of training again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from services.trainer import artifacts, recovery, selection, trigger, versions
+from services.trainer.config import TrainerConfig
+from services.trainer.evaluation import run_gate
+from services.trainer.gate import RunPrograms
+from services.trainer.lease import LeaseLost, LockBusy, TrainingLease
+from shared.db import session_scope
+from shared.enums import AdapterStatus, TrainingRunStatus
+from shared.errors import PersdError
+from shared.events import publish_after_commit
+from shared.models import TrainingRun
+from shared.models.base import utcnow
+from shared.registry import get_active
+from shared.schemas.messages import TrainReply
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: int | None
+    status: TrainingRunStatus | None
+    detail: str
+
+    def reply(self) -> TrainReply:
+        return TrainReply(run_id=self.run_id, status=self.status, detail=self.detail[:2000])
+
+
+@dataclass
+class Hooks:
+    """Seams around a run. ``client``, ``run_programs`` and ``served_base_name`` default to the
+    real student server and executor; ``on_phase`` is told when training, evaluation and
+    promotion start (tests use it to tamper with an artifact at a chosen moment)."""
+
+    client: Any = None
+    run_programs: RunPrograms | None = None
+    served_base_name: str | None = None
+    on_phase: Callable[[str, int], None] | None = None  # (phase, run_id), for tests and benches
+
+
+class _Clock:
+    """Seconds spent in each phase of a run, stored with its version (the benchmark reads it)."""
+
+    def __init__(self) -> None:
+        self.marks: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def mark(self, phase: str) -> None:
+        now = time.monotonic()
+        self.marks[phase] = round(now - self._last, 3)
+        self._last = now
+
+
+class _Progress:
+    """The loss curve so far, shared with the heartbeat thread, and the lease check."""
+
+    def __init__(self, lease: TrainingLease) -> None:
+        self.lease = lease
+        self.curve: list[dict[str, float]] = []
+        self._lock = threading.Lock()
+
+    def step(self, step: int, epoch: int, loss: float) -> None:
+        with self._lock:
+            self.curve.append({"step": step, "epoch": epoch, "loss": round(loss, 6)})
+        self.lease.check()
+
+    def snapshot(self) -> list[dict[str, float]]:
+        with self._lock:
+            return list(self.curve)
+
+
+def _heartbeat(run_id: int, lease_s: float, progress: _Progress) -> bool:
+    """Move the run's database lease with the lock and publish progress; False when the run is
+    no longer ours (recovery failed it)."""
+    with session_scope() as session:
+        result = session.execute(
+            update(TrainingRun)
+            .where(TrainingRun.id == run_id, TrainingRun.status == TrainingRunStatus.RUNNING)
+            .values(
+                lease_expires_at=utcnow() + timedelta(seconds=lease_s),
+                loss_curve=progress.snapshot(),
+            )
+        )
+        return result.rowcount == 1
+
+
+def _finish(run_id: int, status: TrainingRunStatus, **values: Any) -> bool:
+    """Compare-and-set the run from running to its final status."""
+    with session_scope() as session:
+        run = session.get(TrainingRun, run_id, with_for_update=True)
+        if run is None or run.status != TrainingRunStatus.RUNNING:
+            return False
+        now = utcnow()
+        run.status = status
+        run.finished_at = now
+        run.lease_expires_at = None
+        started = (
+            run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=now.tzinfo)
+        )
+        run.duration_s = (now - started).total_seconds()
+        for key, value in values.items():
+            setattr(run, key, value)
+        if status == TrainingRunStatus.FAILED and run.adapter_id is not None:
+            versions.set_status(
+                session,
+                run.adapter_id,
+                AdapterStatus.FAILED,
+                f"training run {run_id} failed: {values.get('error', '')}",
+                only_from=(AdapterStatus.TRAINING, AdapterStatus.EVALUATING),
+            )
+        publish_after_commit(session, "training.run", run_id=run_id, status=status.value)
+        return True
+
+
+def find_by_request(request_id: str) -> TrainingRun | None:
+    with session_scope() as session:
+        return session.execute(
+            select(TrainingRun)
+            .where(TrainingRun.config["request_id"].as_string() == request_id)
+            .order_by(TrainingRun.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+
+
+def main(
+    config: TrainerConfig,
+    trigger_name: str = "manual",
+    *,
+    request_id: str | None = None,
+    inside_task: bool = False,
+    hooks: Hooks | None = None,
+) -> Outcome:
+    """Run one training cycle if it is due (always for ``manual``). Never raises for a failed
+    run: the outcome says what happened and the run row keeps the details."""
+    hooks = hooks or Hooks()
+    if request_id is not None:
+        done = find_by_request(request_id)
+        if done is not None:
+            return Outcome(
+                done.id, done.status, f"message {request_id} already started run {done.id}"
+            )
+    with session_scope() as session:
+        recovery.fail_expired(session)
+    lease = TrainingLease(config.lease_s, label=f"{socket.gethostname()}:{os.getpid()}")
+    try:
+        lease.acquire()
+    except LockBusy as exc:
+        return Outcome(None, None, exc.message)
+    try:
+        return _locked(config, trigger_name, request_id, inside_task, hooks, lease)
+    finally:
+        lease.release()
+
+
+def _locked(
+    config: TrainerConfig,
+    trigger_name: str,
+    request_id: str | None,
+    inside_task: bool,
+    hooks: Hooks,
+    lease: TrainingLease,
+) -> Outcome:
+    root = config.resolved_adapter_dir
+    base_model = config.resolved_base_model
+    with session_scope() as session:
+        orphans = recovery.fail_orphans(session)
+    swept = artifacts.sweep_staging(root)
+    if orphans or swept:
+        log.warning("recovered runs %s, removed staging %s", orphans, swept)
+
+    with session_scope() as session:
+        if trigger_name != "manual":
+            state = trigger.evaluate(session, config)
+            if not state.due:
+                return Outcome(None, None, state.detail)
+            trigger_name = state.reason
+        parent = get_active(session) if config.init_from == "active" else None
+        if parent is not None and parent.base_model != base_model:
+            parent = None  # trained on another base model: its weights do not fit this one
+        chosen = selection.select_training(session, config, parent)
+        if not chosen.pairs:
+            return Outcome(
+                None,
+                None,
+                f"nothing to train: no {config.variant_mix} training examples"
+                + (f" newer than example {chosen.since_id}" if chosen.since_id else ""),
+            )
+        parent_path = parent.artifact_path if parent is not None else None
+        parent_hash = parent.content_hash if parent is not None else None
+        run = TrainingRun(
+            status=TrainingRunStatus.RUNNING,
+            trigger=trigger_name,
+            config=config.snapshot()
+            | {
+                "request_id": request_id,
+                "parent_adapter_id": chosen.parent_id,
+                "examples_since_id": chosen.since_id,
+            },
+            examples_used=len(chosen.pairs),
+            examples_through_id=chosen.through_id,
+            lease_expires_at=utcnow() + timedelta(seconds=config.lease_s),
+        )
+        session.add(run)
+        session.flush()
+        run_id = run.id
+        publish_after_commit(session, "training.run", run_id=run_id, status="running")
+
+    progress = _Progress(lease)
+    lease.on_beat = lambda: _heartbeat(run_id, config.lease_s, progress)
+    staging: Path | None = None
+    trained = False
+    clock = _Clock()
+    try:
+        if parent_path is not None:
+            artifacts.verify(parent_path, parent_hash)
+        staging = artifacts.new_staging_dir(root)
+        _phase(hooks, "training", run_id)
+        result = _train(config, chosen.pairs, staging, base_model, parent_path, progress.step)
+        lease.check()
+        path, name, digest = artifacts.publish(
+            staging, root, lambda h: versions.version_name(run_id, h)
+        )
+        staging = None
+        trained = True
+        clock.mark("train_s")
+        with session_scope() as session:
+            adapter = versions.register(
+                session,
+                name=name,
+                base_model=base_model,
+                artifact_path=str(path),
+                content_hash=digest,
+                parent_id=chosen.parent_id,
+                metrics={"training": _training_metrics(result)},
+            )
+            adapter_id = adapter.id
+            updated = session.execute(
+                update(TrainingRun)
+                .where(TrainingRun.id == run_id, TrainingRun.status == TrainingRunStatus.RUNNING)
+                .values(
+                    adapter_id=adapter_id,
+                    loss_curve=result.loss_curve,
+                    examples_used=result.examples,
+                )
+            )
+            if updated.rowcount != 1:
+                raise LeaseLost(f"run {run_id} was failed by recovery while it trained")
+        _phase(hooks, "evaluating", run_id)
+        # The files are checked again right before the gate: a version is judged (and later
+        # loaded) only if it is byte for byte what was registered.
+        artifacts.verify(path, digest)
+        gate = run_gate(
+            config,
+            base_model,
+            (adapter_id, name, str(path)),
+            client=hooks.client,
+            run_programs=hooks.run_programs,
+            served_base_name=hooks.served_base_name,
+        )
+        lease.check()
+        clock.mark("gate_s")
+        record = gate.record(config)
+        if not gate.decision.promote:
+            with session_scope() as session:
+                versions.set_status(
+                    session,
+                    adapter_id,
+                    AdapterStatus.REJECTED,
+                    gate.decision.reason,
+                    only_from=(AdapterStatus.EVALUATING,),
+                )
+                _merge_metrics(session, adapter_id, gate=record, timings=clock.marks)
+            _finish(run_id, TrainingRunStatus.REJECTED, gate=record)
+            return Outcome(run_id, TrainingRunStatus.REJECTED, gate.decision.reason)
+        with session_scope() as session:
+            versions.set_status(
+                session,
+                adapter_id,
+                AdapterStatus.READY,
+                gate.decision.reason,
+                only_from=(AdapterStatus.EVALUATING,),
+            )
+            _merge_metrics(session, adapter_id, gate=record)
+            session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(gate=record))
+        _phase(hooks, "promoting", run_id)
+        reply = versions.request_promotion(
+            adapter_id,
+            f"training run {run_id}: {gate.decision.reason}",
+            config.promote_timeout_s,
+            inside_task=inside_task,
+        )
+        clock.mark("promote_s")
+        with session_scope() as session:
+            _merge_metrics(session, adapter_id, timings=clock.marks)
+        if reply.promoted:
+            _finish(run_id, TrainingRunStatus.PROMOTED)
+            return Outcome(run_id, TrainingRunStatus.PROMOTED, reply.detail)
+        error = f"the student refused the promotion: {reply.detail}"
+        _finish(run_id, TrainingRunStatus.FAILED, error=error)
+        return Outcome(run_id, TrainingRunStatus.FAILED, error)
+    except Exception as exc:  # noqa: BLE001 - every failure ends the run with its reason
+        error = exc.message if isinstance(exc, PersdError) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, PersdError):
+            log.exception("training run %s failed", run_id)
+        # A run that died in training keeps the curve it got that far (the heartbeat's copy).
+        extra = {} if trained else {"loss_curve": progress.snapshot()}
+        _finish(run_id, TrainingRunStatus.FAILED, error=error, **extra)
+        return Outcome(run_id, TrainingRunStatus.FAILED, error)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _phase(hooks: Hooks, phase: str, run_id: int) -> None:
+    if hooks.on_phase is not None:
+        hooks.on_phase(phase, run_id)
+
+
+def _train(config, pairs, staging, base_model, parent_path, on_step):
+    from services.trainer.loop import train_lora
+
+    return train_lora(
+        config, pairs, staging, base_model=base_model, init_adapter=parent_path, on_step=on_step
+    )
+
+
+def _training_metrics(result) -> dict[str, Any]:
+    return {
+        "examples": result.examples,
+        "skipped_too_long": result.skipped_too_long,
+        "steps": result.steps,
+        "tokens": result.tokens,
+        "target_tokens": result.target_tokens,
+        "seconds": round(result.seconds, 3),
+        "tokens_per_s": round(result.tokens_per_s, 1),
+        "final_loss": result.loss_curve[-1]["loss"] if result.loss_curve else None,
+        "device": result.device,
+        "dtype": result.dtype,
+        "lora": result.lora,
+    }
+
+
+def _merge_metrics(session, adapter_id: int, **parts: Any) -> None:
+    from shared.models import Adapter
+
+    adapter = session.get(Adapter, adapter_id)
+    adapter.metrics = {**(adapter.metrics or {}), **parts}
