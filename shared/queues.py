@@ -67,8 +67,6 @@ def configure(settings: CommonSettings | None = None) -> Celery:
         task_default_queue=Queue.STUDENT.value,
         task_routes={spec_name: {"queue": spec.queue.value} for spec_name, spec in SPECS.items()},
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
         timezone="UTC",
     )
     return app

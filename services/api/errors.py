@@ -1,10 +1,13 @@
 """The one error shape of the API: ``{"error": {"code": ..., "message": ...}}``.
 
 Every failure, ours or the framework's (validation, unknown route, body too large), is mapped here
-so clients handle one format.
+so clients handle one format. The HTTP-only failures (authentication, body size, an upstream that
+did not answer) are :class:`PersdError` subclasses like the rest of the hierarchy.
 """
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,9 +16,44 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import PersdError
 
+log = logging.getLogger(__name__)
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+class Unauthorized(PersdError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(PersdError):
+    code = "forbidden"
+    status = 403
+
+
+class PayloadTooLarge(PersdError):
+    code = "too_large"
+    status = 413
+
+
+class UpstreamTimeout(PersdError):
+    """Another service did not answer in time; the request may still take effect."""
+
+    code = "timeout"
+    status = 504
+
+
+class UpstreamError(PersdError):
+    """Another service answered with a failure that is not one of ours."""
+
+    code = "upstream_error"
+    status = 502
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
 
 
 def _location(loc: tuple) -> str:
@@ -23,26 +61,46 @@ def _location(loc: tuple) -> str:
     return ".".join(parts) or "body"
 
 
+def describe_validation_errors(errors: list[dict]) -> str:
+    """One line naming every field at fault: ``seen_tests.asserts: test 0 is not valid ...``."""
+    problems = []
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            detail = (err.get("ctx") or {}).get("error", "")
+            position = err["loc"][-1] if err.get("loc") else "?"
+            problems.append(f"body is not valid JSON: {detail} (at character {position})")
+            continue
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append(f"{_location(tuple(err.get('loc', ())))}: {msg}")
+    return "; ".join(problems)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(PersdError)
     async def _persd(_req: Request, exc: PersdError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error_response(exc.status, exc.code, exc.message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors():
-            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-            problems.append(f"{_location(tuple(err.get('loc', ())))}: {msg}")
-        return error_response(422, "invalid_input", "; ".join(problems))
+        return error_response(422, "invalid_input", describe_validation_errors(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {
+            400: "bad_request",
             404: "not_found",
             405: "method_not_allowed",
             401: "unauthorized",
             403: "forbidden",
             413: "too_large",
         }.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(req: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs the traceback too; the client gets the shape and no internals.
+        log.exception("unhandled error on %s %s", req.method, req.url.path)
+        return error_response(
+            500, "internal_error", "internal error; the server log has the details"
+        )

@@ -18,7 +18,18 @@ class ApiSettings(BaseSettings):
     # Base URL of the student's vLLM server, checked by /readyz; empty skips the check.
     student_url: str = Field("", validation_alias="STUDENT_VLLM_URL")
     cors_origins: list[str] = Field(default_factory=list, description="closed by default")
-    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
+    max_batch_tasks: int = Field(500, ge=1, description="tasks per POST /v1/tasks; more get 413")
+    # A hot-swap loads the adapter into every replica and runs a canary: seconds, not millis.
+    promote_timeout_s: float = Field(120.0, gt=0, description="wait for student.promote's reply")
+    # Every open dashboard re-reads the figures on each pipeline event; a short cache keeps that
+    # from turning into a stream of aggregate queries. 0 disables it.
+    stats_cache_s: float = Field(1.0, ge=0, le=60)
+    # Verified keys are remembered this long, so a revoked key can work this much longer.
+    auth_cache_s: float = Field(5.0, ge=0, le=300)
+    sse_keepalive_s: float = Field(15.0, gt=0, description="comment lines keep proxies from idling")
+    # Mark the dashboard's session cookie Secure (set when served over HTTPS).
+    cookie_secure: bool = False
 
 
 @lru_cache

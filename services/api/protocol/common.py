@@ -1,0 +1,52 @@
+"""Shapes shared by every resource: error bodies and cursor pages."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+# Row ids are PostgreSQL INTEGERs; a larger number can name no row and must not reach a query.
+MAX_ID = 2**31 - 1
+
+
+NUL_MESSAGE = "contains a NUL character, which PostgreSQL text cannot store"
+
+
+def no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError(NUL_MESSAGE)
+    return value
+
+
+# For query parameters that reach a text column: Annotated[str | None, Query(...), NoNul].
+NoNul = AfterValidator(no_nul)
+
+
+class Wire(BaseModel):
+    """Responses are read from ORM rows explicitly (never returned as rows)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable name, e.g. not_found")
+    message: str = Field(description="what went wrong and what to fix")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        None, description="pass as ?cursor= to get the next page; null on the last page"
+    )
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI ``responses=`` entries documenting the error shape for these statuses."""
+    return {status: {"model": ErrorBody} for status in statuses}

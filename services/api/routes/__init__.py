@@ -1,0 +1,1 @@
+"""HTTP edges: parse the request, call ``services.api.serving``, shape the response."""

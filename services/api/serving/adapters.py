@@ -1,0 +1,190 @@
+"""The adapter registry as the API shows it, and promotion / rollback requests.
+
+The API only validates and asks: the hot-swap itself (load into every replica, canary, alias flip,
+unload) belongs to the student service's ``student.promote`` task, which knows the replicas. The
+API waits for its typed reply up to a timeout.
+"""
+
+from __future__ import annotations
+
+import celery.exceptions
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.api.errors import UpstreamError, UpstreamTimeout
+from services.api.protocol.adapters import AdapterOut, PromoteResult, TrainingRunOut
+from services.api.protocol.common import Page
+from services.api.serving.pagination import page_of, paginate
+from shared.db import session_scope
+from shared.enums import AdapterStatus, TrainingRunStatus
+from shared.errors import Conflict, NotFound, PersdError
+from shared.models import Adapter, AdapterAliasRow, TrainingRun
+from shared.queues import STUDENT_PROMOTE
+from shared.registry import get_active
+from shared.schemas.messages import PromoteRequest
+
+# Refused before anything is sent to the student: a version without finished weights, one the
+# gate rejected, and one that failed (to load or to answer the canary). An evaluating version may
+# be promoted by hand, ahead of the gate, as shared.registry allows.
+NOT_PROMOTABLE = {
+    AdapterStatus.TRAINING: "is still training",
+    AdapterStatus.REJECTED: "was rejected by the gate",
+    AdapterStatus.FAILED: "failed",
+}
+# A rollback goes back to a version that served before (retired) or passed the gate (ready).
+ROLLBACK_TARGETS = (AdapterStatus.RETIRED, AdapterStatus.READY)
+
+
+def list_adapters(session: Session) -> list[AdapterOut]:
+    adapters = session.execute(select(Adapter).order_by(Adapter.id.desc())).scalars().all()
+    aliases: dict[int, list[str]] = {}
+    for alias in session.execute(select(AdapterAliasRow)).scalars():
+        aliases.setdefault(alias.adapter_id, []).append(alias.alias.value)
+    runs: dict[int, TrainingRun] = {}
+    for run in session.execute(
+        select(TrainingRun).where(TrainingRun.adapter_id.is_not(None)).order_by(TrainingRun.id)
+    ).scalars():
+        runs[run.adapter_id] = run  # the latest run that produced the version wins
+    return [
+        AdapterOut(
+            version=a.id,
+            name=a.name,
+            status=a.status,
+            status_reason=a.status_reason,
+            created_at=a.created_at,
+            base_model=a.base_model,
+            content_hash=a.content_hash,
+            parent_version=a.parent_id,
+            aliases=sorted(aliases.get(a.id, [])),
+            metrics=a.metrics or {},
+            training_run_id=runs[a.id].id if a.id in runs else None,
+            gate=runs[a.id].gate if a.id in runs else {},
+        )
+        for a in adapters
+    ]
+
+
+def active_version(session: Session) -> int | None:
+    active = get_active(session)
+    return active.id if active is not None else None
+
+
+def check_promotable(session: Session, version: int) -> Adapter:
+    adapter = session.get(Adapter, version)
+    if adapter is None:
+        raise NotFound(f"adapter version {version} does not exist")
+    if adapter.status in NOT_PROMOTABLE:
+        reason = f" ({adapter.status_reason})" if adapter.status_reason else ""
+        raise Conflict(
+            f"adapter version {version} {NOT_PROMOTABLE[adapter.status]}{reason}; only ready,"
+            " evaluating, active or retired versions can be promoted"
+        )
+    return adapter
+
+
+def rollback_target(session: Session, version: int | None) -> int:
+    current = active_version(session)
+    if version is not None:
+        if version == current:
+            raise Conflict(f"adapter version {version} is the active one; roll back to another")
+        return check_promotable(session, version).id
+    if current is None:
+        raise Conflict("no adapter is active, so there is nothing to roll back from")
+    target = session.execute(
+        select(Adapter.id)
+        .where(Adapter.id < current, Adapter.status.in_(ROLLBACK_TARGETS))
+        .order_by(Adapter.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if target is None:
+        raise Conflict(
+            f"no version before the active version {current} is ready or retired to roll back to;"
+            ' name one with {"version": N}'
+        )
+    return target
+
+
+def request_promotion(version: int, reason: str, timeout_s: float) -> PromoteResult:
+    """Ask the student service to make ``version`` active and wait for its answer.
+
+    The message expires when the wait does: a worker that picks it up after the client was told
+    504 drops it rather than swapping adapters behind the client's back.
+    """
+    result = STUDENT_PROMOTE.send(
+        PromoteRequest(adapter_id=version, reason=reason), expires=timeout_s
+    )
+    try:
+        reply = result.get(timeout=timeout_s)
+    except celery.exceptions.TimeoutError:
+        raise UpstreamTimeout(
+            f"the student service did not answer within {timeout_s:g}s; if no worker started the"
+            f" promotion of version {version} it was withdrawn, otherwise it may still complete:"
+            " check GET /v1/adapters"
+        ) from None
+    except PersdError:
+        raise  # the student service's own error (unknown version, conflict), mapped as usual
+    except Exception as exc:  # noqa: BLE001 - any other remote failure is the student's
+        raise UpstreamError(
+            f"the student service failed to promote version {version}: {type(exc).__name__}: {exc}"
+        ) from None
+    if not reply.promoted:
+        raise Conflict(
+            f"adapter version {version} was not promoted: {reply.detail or 'no detail given'}"
+        )
+    return PromoteResult(
+        version=version,
+        promoted=True,
+        active_version=reply.active_adapter_id,
+        detail=reply.detail,
+    )
+
+
+def promote(version: int, reason: str, timeout_s: float) -> PromoteResult:
+    with session_scope() as session:
+        check_promotable(session, version)
+        current = active_version(session)
+    if current == version:
+        # Promoting the active version is a retry of a promotion that already happened.
+        return PromoteResult(
+            version=version,
+            promoted=True,
+            active_version=version,
+            detail=f"version {version} is already active",
+        )
+    return request_promotion(version, reason, timeout_s)
+
+
+def rollback(version: int | None, reason: str, timeout_s: float) -> PromoteResult:
+    with session_scope() as session:
+        target = rollback_target(session, version)
+    return request_promotion(target, reason or "rollback", timeout_s)
+
+
+def list_training_runs(
+    session: Session, status: TrainingRunStatus | None, cursor: str | None, limit: int
+) -> Page[TrainingRunOut]:
+    query = select(TrainingRun)
+    if status is not None:
+        query = query.where(TrainingRun.status == status)
+    rows = session.execute(paginate(query, TrainingRun.id, cursor, limit)).scalars().all()
+    items, next_cursor = page_of(rows, limit, lambda r: r.id)
+    return Page[TrainingRunOut](
+        items=[
+            TrainingRunOut(
+                id=r.id,
+                status=r.status,
+                trigger=r.trigger,
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+                duration_s=r.duration_s,
+                examples_used=r.examples_used,
+                adapter_version=r.adapter_id,
+                loss_curve=r.loss_curve or [],
+                gate=r.gate or {},
+                config=r.config or {},
+                error=r.error,
+            )
+            for r in items
+        ],
+        next_cursor=next_cursor,
+    )

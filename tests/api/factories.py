@@ -1,0 +1,205 @@
+"""Rows as the other services write them, for the API to read back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from shared.enums import (
+    AdapterAlias,
+    AdapterStatus,
+    ExecutionOutcome,
+    RejectionReason,
+    TaskStatus,
+    TestSet,
+    TrainingRunStatus,
+    ValidationOutcome,
+)
+from shared.models import (
+    Adapter,
+    AdapterAliasRow,
+    Attempt,
+    Execution,
+    Refinement,
+    Task,
+    TrainingRun,
+)
+
+ASSERTS = {"format": "asserts", "asserts": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]}
+
+
+def task_body(**overrides: Any) -> dict[str, Any]:
+    """A valid POST /v1/tasks body."""
+    body: dict[str, Any] = {
+        "description": "Return the sum of a and b.",
+        "header": "def add(a, b):",
+        "seen_tests": ASSERTS,
+    }
+    return body | overrides
+
+
+def task(s: Session, status: TaskStatus = TaskStatus.QUEUED, **kw: Any) -> Task:
+    row = Task(
+        description=kw.pop("description", "Return the sum of a and b."),
+        header=kw.pop("header", "def add(a, b):"),
+        entry_point=kw.pop("entry_point", "add"),
+        seen_tests=kw.pop("seen_tests", ASSERTS),
+        status=status,
+        **kw,
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def adapter(
+    s: Session,
+    name: str,
+    status: AdapterStatus = AdapterStatus.READY,
+    *,
+    path: str | None = None,
+    content_hash: str = "0" * 64,
+    **kw: Any,
+) -> Adapter:
+    row = Adapter(
+        name=name,
+        base_model="tiny-student",
+        artifact_path=path or f"/adapters/{name}",
+        content_hash=content_hash,
+        status=status,
+        **kw,
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def alias(s: Session, adapter_id: int, which: AdapterAlias = AdapterAlias.ACTIVE) -> None:
+    s.add(AdapterAliasRow(alias=which, adapter_id=adapter_id))
+    s.flush()
+
+
+def attempt(
+    s: Session,
+    task_row: Task,
+    *,
+    step: int = 1,
+    adapter_id: int | None = None,
+    code: str = "def add(a, b):\n    return a - b\n",
+    outcome: ExecutionOutcome | None = ExecutionOutcome.FAILED,
+    feedback: str = "",
+    error_type: str | None = None,
+    created_at: datetime | None = None,
+) -> Attempt:
+    row = Attempt(
+        task_id=task_row.id,
+        step=step,
+        adapter_id=adapter_id,
+        model_name="tiny-student",
+        prompt="prompt",
+        completion=code,
+        code=code,
+        sampling={"temperature": 0.3, "top_p": 0.95},
+        latency_ms=12.5,
+        prompt_tokens=20,
+        completion_tokens=10,
+    )
+    if created_at is not None:
+        row.created_at = created_at
+    s.add(row)
+    s.flush()
+    if outcome is not None:
+        s.add(
+            Execution(
+                attempt_id=row.id,
+                test_set=TestSet.SEEN,
+                outcome=outcome,
+                test_results=[{"test": 0, "outcome": outcome.value}],
+                feedback=feedback,
+                error_type=error_type,
+                duration_ms=3.0,
+            )
+        )
+        s.flush()
+    return row
+
+
+def refinement(
+    s: Session,
+    attempt_row: Attempt,
+    *,
+    code: str = "def add(a, b):\n    return a + b\n",
+    validation: ValidationOutcome = ValidationOutcome.PASSED,
+    error_type: str | None = "AssertionError",
+    cost: str = "0.0012",
+    created_at: datetime | None = None,
+    rejection_reason: RejectionReason | None = None,
+    executed: bool = True,
+) -> Refinement:
+    row = Refinement(
+        task_id=attempt_row.task_id,
+        attempt_id=attempt_row.id,
+        teacher_backend="replay",
+        teacher_model="gpt-3.5-turbo",
+        prompt=[
+            {"role": "user", "content": "Return the sum of a and b."},
+            {"role": "user", "content": "Rectify this incorrect code."},
+        ],
+        reply=f"```python\n{code}```",
+        code=code,
+        validation=validation,
+        rejection_reason=rejection_reason,
+        error_type=error_type,
+        tokens_in=100,
+        tokens_out=40,
+        cost_usd=Decimal(cost),
+        latency_ms=800.0,
+    )
+    if created_at is not None:
+        row.created_at = created_at
+    s.add(row)
+    s.flush()
+    if executed:
+        outcome = (
+            ExecutionOutcome.PASSED
+            if validation == ValidationOutcome.PASSED
+            else ExecutionOutcome.FAILED
+        )
+        s.add(
+            Execution(
+                refinement_id=row.id,
+                test_set=TestSet.SEEN,
+                outcome=outcome,
+                test_results=[{"test": 0, "outcome": outcome.value}],
+                feedback="",
+                duration_ms=4.0,
+            )
+        )
+        s.flush()
+    return row
+
+
+def training_run(
+    s: Session,
+    *,
+    status: TrainingRunStatus = TrainingRunStatus.PROMOTED,
+    adapter_id: int | None = None,
+    loss_curve: list[Any] | None = None,
+    gate: dict[str, Any] | None = None,
+) -> TrainingRun:
+    row = TrainingRun(
+        status=status,
+        trigger="count",
+        config={"lr": 1e-4, "epochs": 2},
+        examples_used=120,
+        loss_curve=loss_curve if loss_curve is not None else [2.0, 1.5, 1.1, 0.9],
+        duration_s=42.0,
+        adapter_id=adapter_id,
+        gate=gate if gate is not None else {},
+    )
+    s.add(row)
+    s.flush()
+    return row

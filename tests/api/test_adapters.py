@@ -1,0 +1,207 @@
+"""GET /v1/adapters, promotion/rollback validation, GET /v1/training-runs.
+
+The happy path of promotion goes through the student service's real hot-swap: see
+test_promote.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from services.api.serving.adapters import rollback_target
+from shared.db import session_scope
+from shared.enums import AdapterStatus, TrainingRunStatus
+from shared.errors import Conflict
+from tests.api import factories as f
+from tests.api.conftest import bearer
+
+
+def test_list_adapters_with_aliases_and_gate_figures(api, keys) -> None:
+    with session_scope() as s:
+        v1 = f.adapter(s, "persd-v1", AdapterStatus.RETIRED)
+        v2 = f.adapter(
+            s, "persd-v2", AdapterStatus.ACTIVE, parent_id=v1.id, metrics={"pass@1": 0.41}
+        )
+        v3 = f.adapter(s, "persd-v3", AdapterStatus.REJECTED, status_reason="pass@1 0.38 < 0.41")
+        f.alias(s, v2.id)
+        run = f.training_run(
+            s, adapter_id=v2.id, gate={"decision": "promote", "candidate": 0.41, "active": 0.36}
+        )
+        run_id = run.id
+    r = api.get("/v1/adapters", headers=bearer(keys["read"]))
+    assert r.status_code == 200
+    body = r.json()
+    assert [(a["version"], a["name"], a["status"], a["aliases"]) for a in body] == [
+        (v3.id, "persd-v3", "rejected", []),
+        (v2.id, "persd-v2", "active", ["active"]),
+        (v1.id, "persd-v1", "retired", []),
+    ]
+    assert body[0]["status_reason"] == "pass@1 0.38 < 0.41"
+    assert body[1]["metrics"] == {"pass@1": 0.41}
+    assert body[1]["parent_version"] == v1.id
+    assert body[1]["training_run_id"] == run_id
+    assert body[1]["gate"] == {"decision": "promote", "candidate": 0.41, "active": 0.36}
+    assert body[2]["gate"] == {} and body[2]["training_run_id"] is None
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "message"),
+    [
+        (
+            AdapterStatus.TRAINING,
+            None,
+            "adapter version 1 is still training; only ready, evaluating, active or retired"
+            " versions can be promoted",
+        ),
+        (
+            AdapterStatus.REJECTED,
+            "pass@1 fell",
+            "adapter version 1 was rejected by the gate (pass@1 fell); only ready, evaluating,"
+            " active or retired versions can be promoted",
+        ),
+        (
+            AdapterStatus.FAILED,
+            "canary produced nothing",
+            "adapter version 1 failed (canary produced nothing); only ready, evaluating, active or"
+            " retired versions can be promoted",
+        ),
+    ],
+)
+def test_promoting_an_unfit_version_is_409(api, keys, published, status, reason, message) -> None:
+    with session_scope() as s:
+        f.adapter(s, "v1", status, status_reason=reason)
+    r = api.post("/v1/adapters/1/promote", json={"reason": "try"}, headers=bearer(keys["admin"]))
+    assert r.status_code == 409
+    assert r.json() == {"error": {"code": "conflict", "message": message}}
+    assert published == []  # refused before anything reached the student
+
+
+def test_promoting_an_unknown_version_is_404(api, keys, published) -> None:
+    r = api.post("/v1/adapters/77/promote", headers=bearer(keys["admin"]))
+    assert r.status_code == 404
+    assert r.json() == {
+        "error": {"code": "not_found", "message": "adapter version 77 does not exist"}
+    }
+    assert published == []
+
+
+def test_promoting_the_active_version_again_is_a_no_op(api, keys, published) -> None:
+    with session_scope() as s:
+        v1 = f.adapter(s, "v1", AdapterStatus.ACTIVE)
+        f.alias(s, v1.id)
+    r = api.post(f"/v1/adapters/{v1.id}/promote", headers=bearer(keys["admin"]))
+    assert r.status_code == 200
+    assert r.json() == {
+        "version": v1.id,
+        "promoted": True,
+        "active_version": v1.id,
+        "detail": f"version {v1.id} is already active",
+    }
+    assert published == []
+
+
+def test_promote_body_is_validated(api, keys) -> None:
+    with session_scope() as s:
+        f.adapter(s, "v1")
+    r = api.post(
+        "/v1/adapters/1/promote", json={"reason": "x" * 501}, headers=bearer(keys["admin"])
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["message"] == "reason: String should have at most 500 characters"
+    r = api.post("/v1/adapters/rollback", json={"version": 0}, headers=bearer(keys["admin"]))
+    assert r.status_code == 422
+    assert r.json()["error"]["message"] == "version: Input should be greater than 0"
+
+
+def test_promotion_times_out_with_504_and_the_request_expires(
+    api, keys, published, api_env
+) -> None:
+    # No student can answer within a millisecond; the message carries the same expiry, so a
+    # worker that picks it up later discards it instead of swapping behind the client's back.
+    api_env(API_PROMOTE_TIMEOUT_S="0.001")
+    with session_scope() as s:
+        f.adapter(s, "v1", AdapterStatus.READY)
+    r = api.post("/v1/adapters/1/promote", json={"reason": "t"}, headers=bearer(keys["admin"]))
+    assert r.status_code == 504
+    assert r.json() == {
+        "error": {
+            "code": "timeout",
+            "message": "the student service did not answer within 0.001s; if no worker started"
+            " the promotion of version 1 it was withdrawn, otherwise it may still complete:"
+            " check GET /v1/adapters",
+        }
+    }
+    assert [(m["task"], m["args"]) for m in published] == [
+        ("student.promote", [{"adapter_id": 1, "reason": "t"}])
+    ]
+
+
+def test_rollback_target_is_the_latest_earlier_ready_or_retired_version(db) -> None:
+    with session_scope() as s:
+        v1 = f.adapter(s, "v1", AdapterStatus.RETIRED)
+        v2 = f.adapter(s, "v2", AdapterStatus.READY)
+        f.adapter(s, "v3", AdapterStatus.REJECTED)
+        v4 = f.adapter(s, "v4", AdapterStatus.ACTIVE)
+        f.adapter(s, "v5", AdapterStatus.READY)  # later than the active one: not a rollback
+        f.alias(s, v4.id)
+    with session_scope() as s:
+        assert rollback_target(s, None) == v2.id
+        assert rollback_target(s, v1.id) == v1.id
+
+
+def test_rollback_conflicts(api, keys) -> None:
+    h = bearer(keys["admin"])
+    r = api.post("/v1/adapters/rollback", headers=h)
+    assert r.status_code == 409
+    assert r.json()["error"]["message"] == (
+        "no adapter is active, so there is nothing to roll back from"
+    )
+    with session_scope() as s:
+        f.adapter(s, "v1", AdapterStatus.REJECTED)
+        v2 = f.adapter(s, "v2", AdapterStatus.ACTIVE)
+        f.alias(s, v2.id)
+    r = api.post("/v1/adapters/rollback", json={}, headers=h)
+    assert r.status_code == 409
+    assert r.json()["error"]["message"] == (
+        f"no version before the active version {v2.id} is ready or retired to roll back to;"
+        ' name one with {"version": N}'
+    )
+    r = api.post("/v1/adapters/rollback", json={"version": v2.id}, headers=h)
+    assert r.status_code == 409
+    assert r.json()["error"]["message"] == (
+        f"adapter version {v2.id} is the active one; roll back to another"
+    )
+    r = api.post("/v1/adapters/rollback", json={"version": 1}, headers=h)
+    assert r.status_code == 409
+    assert r.json()["error"]["message"].startswith("adapter version 1 was rejected by the gate")
+    r = api.post("/v1/adapters/rollback", json={"version": 99}, headers=h)
+    assert r.status_code == 404
+    assert r.json()["error"]["message"] == "adapter version 99 does not exist"
+
+
+def test_rollback_direct_helper_refuses_without_active(db) -> None:
+    with pytest.raises(Conflict) as err, session_scope() as s:
+        rollback_target(s, None)
+    assert err.value.message == "no adapter is active, so there is nothing to roll back from"
+
+
+def test_training_runs_newest_first_with_status_filter(api, keys) -> None:
+    with session_scope() as s:
+        v1 = f.adapter(s, "v1")
+        first = f.training_run(s, adapter_id=v1.id, loss_curve=[{"step": 10, "loss": 1.9}])
+        failed = f.training_run(s, status=TrainingRunStatus.FAILED, loss_curve=[])
+        ids = (first.id, failed.id, v1.id)
+    h = bearer(keys["read"])
+    body = api.get("/v1/training-runs", headers=h).json()
+    assert [r["id"] for r in body["items"]] == [ids[1], ids[0]]
+    run = body["items"][1]
+    assert run["adapter_version"] == ids[2]
+    assert run["loss_curve"] == [{"step": 10, "loss": 1.9}]
+    assert run["examples_used"] == 120 and run["trigger"] == "count"
+    only_failed = api.get("/v1/training-runs?status=failed", headers=h).json()
+    assert [r["id"] for r in only_failed["items"]] == [ids[1]]
+    r = api.get("/v1/training-runs?status=exploded", headers=h)
+    assert r.status_code == 422
+    assert r.json()["error"]["message"] == (
+        "query.status: Input should be 'running', 'promoted', 'rejected' or 'failed'"
+    )

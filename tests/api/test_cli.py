@@ -1,0 +1,120 @@
+"""``persd api-key`` and ``persd submit`` as real subprocesses against the real database and a
+live API server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from services.api.main import create_app
+from shared.db import session_scope
+from shared.models import Task
+from tests.api import factories as f
+from tests.api.conftest import bearer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def persd(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_api_key_create_list_revoke(db, api_env) -> None:
+    api_env(API_AUTH_CACHE_S=0)  # see the revocation at once
+    created = persd("api-key", "create", "--name", "ci bot", "--scope", "read", "--scope", "submit")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    prefix = key.split("_")[1]
+    assert created.stderr.strip() == (
+        "created key 1 'ci bot' with scopes read, submit; it is shown only this once"
+    )
+    client = TestClient(create_app())
+    assert client.get("/v1/tasks", headers=bearer(key)).status_code == 200
+
+    listed = persd("api-key", "list")
+    assert listed.returncode == 0
+    assert listed.stdout.startswith(f"{prefix}\tci bot\tread,submit\tactive\tlast used ")
+    assert key not in listed.stdout
+
+    revoked = persd("api-key", "revoke", prefix)
+    assert (revoked.returncode, revoked.stdout.strip()) == (0, f"revoked {prefix}")
+    assert client.get("/v1/tasks", headers=bearer(key)).status_code == 401
+
+
+def test_api_key_errors_say_what_to_fix(db) -> None:
+    bad = persd("api-key", "create", "--name", "x", "--scope", "write")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "persd: unknown scope 'write'; use one of: submit, read, admin"
+    unknown = persd("api-key", "revoke", "nosuchprefix")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == (
+        "persd: no API key with prefix 'nosuchprefix'; `persd api-key list` shows them"
+    )
+
+
+def test_submit_a_jsonl_file_twice(live_server, keys, tmp_path) -> None:
+    lines = [
+        json.dumps(f.task_body(description="first")),
+        json.dumps(f.task_body(description="second")),
+        "{not json",
+        json.dumps(f.task_body(seen_tests={"format": "asserts", "asserts": ["assert ("]})),
+        "",
+        json.dumps(f.task_body(description="third")),
+    ]
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    args = (
+        "submit",
+        str(path),
+        "--url",
+        live_server.url,
+        "--key",
+        keys["submit"],
+        "--batch-size",
+        "2",
+    )
+
+    first = persd(*args)
+    assert first.returncode == 1
+    assert first.stdout.strip() == "3 created, 0 already submitted, 2 failed"
+    errors = [line for line in first.stderr.splitlines() if line.startswith(str(path))]
+    assert errors == [
+        f"{path}:3: not valid JSON: Expecting property name enclosed in double quotes (column 2)",
+        f"{path}:4: 422 seen_tests.asserts: test 0 is not valid Python: '(' was never closed"
+        " (line 1)",
+    ]
+    assert "submitting" in first.stderr  # the progress bar
+    with session_scope() as s:
+        stored = s.execute(select(Task.description).order_by(Task.id)).scalars().all()
+    assert stored == ["first", "second", "third"]
+
+    again = persd(*args, "--no-progress")  # e.g. after a crash: nothing is created twice
+    assert again.returncode == 1
+    assert again.stdout.strip() == "0 created, 3 already submitted, 2 failed"
+    with session_scope() as s:
+        assert len(s.execute(select(Task.id)).all()) == 3
+
+
+def test_submit_needs_a_key_and_a_reachable_api(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(f.task_body()) + "\n")
+    monkeypatch.delenv("PERSD_API_KEY", raising=False)
+    no_key = persd("submit", str(path))
+    assert (no_key.returncode, no_key.stderr.strip()) == (
+        2,
+        "persd: no API key: pass --key or set PERSD_API_KEY",
+    )
+    down = persd("submit", str(path), "--url", "http://127.0.0.1:9", "--key", "k", "--no-progress")
+    assert down.returncode == 2
+    assert down.stderr.strip().startswith("persd: cannot reach the API at http://127.0.0.1:9:")
