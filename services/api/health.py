@@ -40,11 +40,10 @@ async def _check_redis() -> None:
 
 
 async def _check_student() -> None:
-    url = get_api_settings().student_url
-    if not url:
-        return
+    urls = [u.strip().rstrip("/") for u in get_api_settings().student_url.split(",") if u.strip()]
     async with httpx.AsyncClient(timeout=2) as client:
-        (await client.get(f"{url.rstrip('/')}/health")).raise_for_status()
+        for url in urls:  # every replica: a promotion needs all of them
+            (await client.get(f"{url}/health")).raise_for_status()
 
 
 @router.get("/readyz")

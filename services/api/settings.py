@@ -15,8 +15,9 @@ class ApiSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    # Base URL of the student's vLLM server, checked by /readyz; empty skips the check.
-    student_url: str = Field("", validation_alias="STUDENT_VLLM_URL")
+    # The student's vLLM server(s), comma-separated, as the student worker reads them (same
+    # variable, same default); /readyz checks each. Empty skips the check (an API-only host).
+    student_url: str = Field("http://127.0.0.1:8100", validation_alias="STUDENT_VLLM_URL")
     cors_origins: list[str] = Field(default_factory=list, description="closed by default")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
     max_batch_tasks: int = Field(500, ge=1, description="tasks per POST /v1/tasks; more get 413")

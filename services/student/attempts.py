@@ -181,6 +181,9 @@ def make_attempt(
 def _attempt_redelivered(session: Session, task: Task, attempt: Attempt) -> AttemptReply:
     """The attempt is stored. If its execution was never requested (the process died after the
     commit, before the send), request it again; the executor is idempotent."""
+    # The task row may have been read before the concurrent delivery committed this attempt
+    # (READ COMMITTED gives each statement a new snapshot): read its status again.
+    session.refresh(task)
     if (
         task.status == TaskStatus.EXECUTING
         and _latest_step(session, task.id) == attempt.step

@@ -5,10 +5,17 @@ from fastapi.testclient import TestClient
 from services.api.main import create_app
 
 
-def test_healthz_and_readyz_against_real_services(db) -> None:
-    client = TestClient(create_app())
-    assert client.get("/healthz").json() == {"status": "ok"}
-    ready = client.get("/readyz")
+def test_healthz_and_readyz_against_real_services(db, vllm_server, monkeypatch) -> None:
+    from services.api.settings import get_api_settings
+
+    monkeypatch.setenv("STUDENT_VLLM_URL", vllm_server.url)
+    get_api_settings.cache_clear()
+    try:
+        client = TestClient(create_app())
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+    finally:
+        get_api_settings.cache_clear()
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "redis": "ok", "student": "ok"}
 

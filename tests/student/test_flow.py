@@ -62,10 +62,14 @@ def steps_of(task_id: int) -> list[tuple[Attempt, dict[TestSet, Execution]]]:
         return out
 
 
-def teacher_was_asked(attempt_id: int) -> bool:
-    """teacher.refine for ``attempt_id`` is in the teacher queue, or a teacher already took it."""
+def teacher_was_asked(task_id: int, attempt_id: int) -> bool:
+    """teacher.refine for ``attempt_id`` is in the teacher queue, or a teacher already took it
+    (a teacher worker started earlier in the session may be running: only the teacher moves a
+    task on from ``failed``)."""
     with session_scope() as s:
         if s.scalar(select(Refinement.id).where(Refinement.attempt_id == attempt_id)):
+            return True
+        if s.get(Task, task_id).status != TaskStatus.FAILED:
             return True
     r = redis.Redis.from_url(get_settings().redis_url)
     for raw in r.lrange(f"{get_settings().redis_key_prefix}teacher", 0, -1):
@@ -96,7 +100,7 @@ def test_failing_student_repairs_with_feedback_then_hands_over(student, executor
     assert a1.prompt == generation_prompt(DESCRIPTION, HEADER)
     assert a2.prompt == refine_prompt(DESCRIPTION, HEADER, a1.code, e1[TestSet.SEEN].feedback)
     assert a3.prompt == refine_prompt(DESCRIPTION, HEADER, a2.code, e2[TestSet.SEEN].feedback)
-    assert teacher_was_asked(a1.id)
+    assert teacher_was_asked(task_id, a1.id)
     if task.status == TaskStatus.FAILED:
         outcome = steps[-1][1][TestSet.SEEN].outcome.value
         assert task.status_reason == f"failed the seen tests at all 3 steps ({outcome})"
