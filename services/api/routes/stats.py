@@ -13,6 +13,9 @@ from services.api.protocol.common import error_responses
 from services.api.protocol.stats import Stats
 from services.api.serving import events, stats
 from services.api.settings import get_api_settings
+from services.teacher.costs import CostSummary, cost_summary
+from services.teacher.settings import get_teacher_settings
+from shared.db import session_scope
 from shared.enums import ApiScope
 
 router = APIRouter(tags=["stats"])
@@ -30,6 +33,13 @@ def get_stats(
     cache: stats.StatsCache = request.app.state.stats_cache
     body = cache.get_json(window_hours, bucket_minutes, get_api_settings().stats_cache_s)
     return Response(body, media_type="application/json")
+
+
+@router.get("/v1/costs", response_model=CostSummary, responses=error_responses(401, 403))
+def get_costs(_principal=read) -> CostSummary:
+    """Teacher spend: total, per refinement, per validated refinement, per example, today vs caps."""
+    with session_scope() as session:
+        return cost_summary(session, get_teacher_settings())
 
 
 @router.get(
