@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PERSD := $(VENV)/bin/persd
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps run test bench lint migrate clean
+.PHONY: install system-deps run demo test bench lint migrate clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,22 @@ run: install
 	$(PERSD) migrate
 	$(PERSD) preflight
 	$(VENV)/bin/honcho -f Procfile start
+
+# run, plus `persd demo` beside the stack: HumanEval tasks with the reference teacher. HumanEval
+# must not be excluded from training here (it is by default, since it is the evaluation set),
+# and a low trigger lets an adapter train after a few refined tasks.
+demo: export TEACHER_EVAL_BENCHMARKS = []
+demo: export TRAINER_MIN_NEW_EXAMPLES = 30
+demo: export TRAINER_EPOCHS = 60
+demo: export TRAINER_LEARNING_RATE = 0.01
+demo: export TRAINER_CHECK_INTERVAL_S = 10
+demo: export STUDENT_TEMPERATURE = 0
+demo: install
+	$(PERSD) build-tiny-student
+	$(PERSD) migrate
+	$(PERSD) preflight
+	mkdir -p var && ( cat Procfile; echo 'demo: .venv/bin/persd demo $(DEMO_ARGS)' ) > var/Procfile.demo
+	$(VENV)/bin/honcho -f var/Procfile.demo start
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

