@@ -40,7 +40,9 @@ run: install
 # and a low trigger lets an adapter train after a few refined tasks.
 demo: export TEACHER_EVAL_BENCHMARKS = []
 demo: export TRAINER_MIN_NEW_EXAMPLES = 30
-demo: export TRAINER_EPOCHS = 60
+demo: export TRAINER_EPOCHS = 80
+demo: export TRAINER_LORA_RANK = 16
+demo: export TRAINER_LORA_TARGET_MODULES = q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
 demo: export TRAINER_LEARNING_RATE = 0.01
 demo: export TRAINER_CHECK_INTERVAL_S = 10
 demo: export STUDENT_TEMPERATURE = 0

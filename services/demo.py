@@ -49,8 +49,11 @@ def _bodies(n: int, round_: int, only: set[str] | None = None) -> list[dict[str,
     from services.student.datasets import load_humaneval
 
     problems = read_problems()
+    # Shortest canonical solutions first: what the offline tiny student can learn in a few
+    # minutes of CPU training. A real student takes --tasks 164.
+    tasks = sorted(load_humaneval(), key=lambda t: len(problems[t.task_id]["canonical_solution"]))
     bodies = []
-    for task in load_humaneval():
+    for task in tasks:
         if task.seen_tests is None or (only is not None and task.task_id not in only):
             continue
         problem = problems[task.task_id]

@@ -40,6 +40,7 @@ Promotion
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -185,7 +186,12 @@ class TrainerConfig(BaseSettings):
     @field_validator("lora_target_modules", mode="before")
     @classmethod
     def _split_modules(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):  # a JSON list is accepted too
+                try:
+                    return json.loads(value)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not a JSON list of module names ({exc.msg})") from None
             return [m.strip() for m in value.split(",") if m.strip()]
         return value
 

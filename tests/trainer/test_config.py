@@ -73,3 +73,16 @@ def test_snapshot_resolves_paths(tmp_path) -> None:
     assert snap["base_model"] == "/models/x"
     assert "check_interval_s" not in snap
     assert snap["lora_target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def test_target_modules_accept_a_comma_list_or_json(monkeypatch) -> None:
+    from services.trainer.config import load_config
+
+    monkeypatch.setenv("TRAINER_LORA_TARGET_MODULES", "q_proj, v_proj")
+    assert load_config().lora_target_modules == ["q_proj", "v_proj"]
+    monkeypatch.setenv("TRAINER_LORA_TARGET_MODULES", '["q_proj", "up_proj"]')
+    assert load_config().lora_target_modules == ["q_proj", "up_proj"]
+    monkeypatch.setenv("TRAINER_LORA_TARGET_MODULES", "[q_proj")
+    with pytest.raises(ConfigError) as err:
+        load_config()
+    assert "TRAINER_LORA_TARGET_MODULES: not a JSON list of module names" in err.value.message
