@@ -18,7 +18,9 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("preflight", help="check Redis (start a local one if possible) and the data dir")
+    p = sub.add_parser(
+        "preflight", help="check Redis (start a local one if possible) and the data dir"
+    )
     p.set_defaults(handler=_preflight)
 
 
@@ -51,9 +53,25 @@ def _preflight(_args: argparse.Namespace) -> int:
         redis_dir = (s.data_dir / "redis").resolve()
         redis_dir.mkdir(exist_ok=True)
         subprocess.run(
-            [server, "--daemonize", "yes", "--port", str(parts.port or 6379), "--bind",
-             parts.hostname, "--save", "", "--appendonly", "no", "--dir", str(redis_dir),
-             "--logfile", str(redis_dir / "redis.log"), "--pidfile", str(redis_dir / "redis.pid")],
+            [
+                server,
+                "--daemonize",
+                "yes",
+                "--port",
+                str(parts.port or 6379),
+                "--bind",
+                parts.hostname,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(redis_dir),
+                "--logfile",
+                str(redis_dir / "redis.log"),
+                "--pidfile",
+                str(redis_dir / "redis.pid"),
+            ],
             check=True,
         )
         for _ in range(50):
@@ -61,10 +79,14 @@ def _preflight(_args: argparse.Namespace) -> int:
                 break
             time.sleep(0.1)
         else:
-            print(f"persd: started redis-server but it does not answer; see {redis_dir}/redis.log",
-                  file=sys.stderr)
+            print(
+                f"persd: started redis-server but it does not answer; see {redis_dir}/redis.log",
+                file=sys.stderr,
+            )
             return 1
-        print(f"started a local redis-server on port {parts.port or 6379} (pid file {redis_dir}/redis.pid)")
+        print(
+            f"started a local redis-server on port {parts.port or 6379} (pid file {redis_dir}/redis.pid)"
+        )
     api = get_api_settings()
     print(f"persd is starting. Dashboard: http://{api.host}:{api.port}/  (Ctrl-C stops everything)")
     return 0

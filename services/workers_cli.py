@@ -68,8 +68,10 @@ def _ping(args: argparse.Namespace) -> int:
     try:
         pong = PINGS[queue].send(Ping(nonce=uuid.uuid4().hex)).get(timeout=args.timeout)
     except Exception as exc:  # noqa: BLE001 - any failure means unhealthy; say why
-        print(f"persd: no {args.service} worker answered on queue {queue.value}: {exc!r}",
-              file=sys.stderr)
+        print(
+            f"persd: no {args.service} worker answered on queue {queue.value}: {exc!r}",
+            file=sys.stderr,
+        )
         return 1
     print(f"ok: {pong.worker} (pid {pong.pid}) answered on {pong.queue}")
     return 0

@@ -95,5 +95,5 @@ def body_of(code: str, header: str) -> str:
     """The part of a complete program after the header: a training target for header prompts."""
     head = _header(header)
     if code.startswith(head):
-        return code[len(head):].rstrip() + "\n"
+        return code[len(head) :].rstrip() + "\n"
     return code.rstrip() + "\n"

@@ -18,8 +18,13 @@ def _free_port() -> int:
 
 
 def _preflight(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli", "preflight"],
-                          env=os.environ | env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "preflight"],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_uses_the_running_redis(tmp_path) -> None:

@@ -13,8 +13,12 @@ def test_generation_prompt_is_commented_task_then_header() -> None:
 
 
 def test_refine_prompt_layout() -> None:
-    got = refine_prompt("Add two numbers.", HEADER, "def add(a, b):\n    return a - b\n",
-                        "AssertionError: INPUT: add(1, 2) OUTPUT: -1 EXPECTED: 3")
+    got = refine_prompt(
+        "Add two numbers.",
+        HEADER,
+        "def add(a, b):\n    return a - b\n",
+        "AssertionError: INPUT: add(1, 2) OUTPUT: -1 EXPECTED: 3",
+    )
     assert got == (
         "# Rectify the below code for the given task based on the errors obtained in the unit"
         " tests.\n"
@@ -32,8 +36,13 @@ def test_continuation_is_cut_at_first_unindented_line() -> None:
 
 
 def test_fenced_block_with_full_function_wins() -> None:
-    completion = "Here you go:\n```python\nimport math\n\ndef add(a, b):\n    return a + b\n```\nDone."
-    assert extract_code(completion, HEADER, "add") == "import math\n\ndef add(a, b):\n    return a + b\n"
+    completion = (
+        "Here you go:\n```python\nimport math\n\ndef add(a, b):\n    return a + b\n```\nDone."
+    )
+    assert (
+        extract_code(completion, HEADER, "add")
+        == "import math\n\ndef add(a, b):\n    return a + b\n"
+    )
 
 
 def test_fenced_body_only_gets_the_header() -> None:
