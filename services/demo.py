@@ -155,4 +155,10 @@ def _demo(args: argparse.Namespace) -> int:
         f"the student now passes {passed} of {len(second)} tasks it had failed"
         f" ({100 * passed / len(second):.0f}%) with adapter {active['name']}"
     )
-    return 0
+    # Under honcho one process ending stops the stack: stay, so the dashboard stays up.
+    print(
+        f"done; the stack keeps running, dashboard {args.url}/ (Ctrl-C stops everything)",
+        flush=True,
+    )
+    while True:
+        time.sleep(3600)
