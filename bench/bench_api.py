@@ -27,25 +27,14 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-RUN_ID = f"b{os.getpid()}_{uuid.uuid4().hex[:6]}"
-PG_BASE = os.environ.get("PERSD_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-PG_SCHEMA = f"persd_bench_{RUN_ID}"
-DATABASE_URL = f"{PG_BASE}?options=-csearch_path%3D{PG_SCHEMA}"
-REDIS_URL = os.environ.get("PERSD_BENCH_REDIS", "redis://127.0.0.1:6379/0")
-REDIS_PREFIX = f"persd-bench:{RUN_ID}:"
-os.environ.update(
-    DATABASE_URL=DATABASE_URL,
-    REDIS_URL=REDIS_URL,
-    PERSD_REDIS_KEY_PREFIX=REDIS_PREFIX,
-    PERSD_LOG_LEVEL="WARNING",
-)
+# Before any persd module reads its settings: a private schema, key prefix and data dir.
+from isolation import setup_database, teardown  # noqa: E402
 
 TASK = {
     "description": "Return the sum of a and b.",
@@ -229,37 +218,12 @@ def free_port() -> int:
 
 
 def setup() -> str:
-    from sqlalchemy import create_engine, text
-
     from services.api.keys import create_key
-    from shared.db import reset_caches, session_scope
-    from shared.migrate import upgrade
+    from shared.db import session_scope
 
-    admin = create_engine(PG_BASE, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{PG_SCHEMA}"'))
-    admin.dispose()
-    reset_caches()
-    upgrade(DATABASE_URL)
+    setup_database()
     with session_scope() as s:
         return create_key(s, "bench", ["submit", "read"]).key
-
-
-def teardown() -> None:
-    import redis
-    from sqlalchemy import create_engine, text
-
-    from shared.db import reset_caches
-
-    reset_caches()
-    admin = create_engine(PG_BASE, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE'))
-    admin.dispose()
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{REDIS_PREFIX}*", count=1000))
-    if keys:
-        client.delete(*keys)
 
 
 def report(results: list[Result]) -> bool:

@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -42,57 +40,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-RUN_ID = f"b{os.getpid()}_{uuid.uuid4().hex[:6]}"
-PG_BASE = os.environ.get("PERSD_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-PG_SCHEMA = f"persd_bench_{RUN_ID}"
-REDIS_URL = os.environ.get("PERSD_BENCH_REDIS", "redis://127.0.0.1:6379/0")
-REDIS_PREFIX = f"persd-bench:{RUN_ID}:"
-DATA_DIR = Path(tempfile.mkdtemp(prefix="persd-bench-student-"))
-# Before any persd module reads its settings.
-os.environ.update(
-    {
-        "DATABASE_URL": f"{PG_BASE}?options=-csearch_path%3D{PG_SCHEMA}",
-        "REDIS_URL": REDIS_URL,
-        "PERSD_REDIS_KEY_PREFIX": REDIS_PREFIX,
-        "PERSD_DATA_DIR": str(DATA_DIR),
-        "PERSD_LOG_LEVEL": "WARNING",
-        "HF_HUB_OFFLINE": "1",
-    }
-)
+# Before any persd module reads its settings: a private schema, key prefix and data dir.
+from isolation import DATA_DIR, setup_database, teardown  # noqa: E402
 
 DESCRIPTION = "Return the sum of a and b."
 HEADER = "def add(a, b):"
 BODIES = {"v1": "    return a + b\n", "v2": "    total = b + a\n    return total\n"}
-
-
-def setup_database() -> None:
-    from sqlalchemy import create_engine, text
-
-    from shared.migrate import upgrade
-
-    admin = create_engine(PG_BASE, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{PG_SCHEMA}"'))
-    admin.dispose()
-    upgrade(os.environ["DATABASE_URL"])
-
-
-def teardown() -> None:
-    import redis
-    from sqlalchemy import create_engine, text
-
-    from shared.db import reset_caches
-
-    reset_caches()
-    admin = create_engine(PG_BASE, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE'))
-    admin.dispose()
-    r = redis.Redis.from_url(REDIS_URL)
-    keys = list(r.scan_iter(match=f"{REDIS_PREFIX}*", count=1000))
-    if keys:
-        r.delete(*keys)
-    shutil.rmtree(DATA_DIR, ignore_errors=True)
 
 
 def add_tasks(items: list[tuple[str, str, str]]) -> list[int]:
