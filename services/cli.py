@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from shared.errors import PersdError
 
 # Service modules that contribute subcommands through a register(subparsers) function.
-COMMAND_MODULES = ["services.workers_cli", "services.stack_cli", "services.demo"]
-OPTIONAL_COMMAND_MODULES = [
+COMMAND_MODULES = [
+    "services.workers_cli",
+    "services.stack_cli",
+    "services.demo",
     "services.executor.cli",
     "services.student.cli",
     "services.teacher.cli",
@@ -24,14 +26,8 @@ OPTIONAL_COMMAND_MODULES = [
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="persd", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES + OPTIONAL_COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # that service has no commands yet
-            raise
-        module.register(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
