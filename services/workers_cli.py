@@ -10,7 +10,8 @@ WORKERS = {
     # service: (queue, default concurrency, pool)
     # Student threads each wait on one HTTP request; vLLM batches the concurrent ones.
     "student": ("student", 16, "threads"),
-    "executor": ("execute", 2, "prefork"),
+    # Executor threads each hand a job to a sandbox slot (a process of its own) and wait.
+    "executor": ("execute", 2, "threads"),
     "teacher": ("teacher", 4, "threads"),
     "trainer": ("train", 1, "solo"),
 }

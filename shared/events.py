@@ -34,10 +34,18 @@ def _redis() -> redis.Redis:
 
 
 def publish(kind: str, **data: Any) -> None:
+    publish_all([(kind, data)])
+
+
+def publish_all(events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Publish in one round trip (a transaction's events go together)."""
     try:
-        _redis().publish(channel(), json.dumps({"kind": kind, **data}, default=str))
+        pipe = _redis().pipeline(transaction=False)
+        for kind, data in events:
+            pipe.publish(channel(), json.dumps({"kind": kind, **data}, default=str))
+        pipe.execute()
     except redis.RedisError as exc:  # a lost event must never fail the work that caused it
-        log.warning("could not publish %s event: %s", kind, exc)
+        log.warning("could not publish %s: %s", ", ".join(k for k, _ in events), exc)
 
 
 def publish_after_commit(session: Session, kind: str, **data: Any) -> None:
@@ -46,8 +54,8 @@ def publish_after_commit(session: Session, kind: str, **data: Any) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _flush(session: Session) -> None:
-    for kind, data in session.info.pop(_PENDING, []):
-        publish(kind, **data)
+    if events := session.info.pop(_PENDING, []):
+        publish_all(events)
 
 
 @event.listens_for(Session, "after_soft_rollback")

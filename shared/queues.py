@@ -211,10 +211,14 @@ def send_after_commit(session: Session, spec: TaskSpec[M, Any], message: M) -> N
     session.info.setdefault(_PENDING, []).append((spec, message))
 
 
-@event.listens_for(Session, "after_commit")
+# First among the after-commit listeners: the next worker can start while events go out.
+@event.listens_for(Session, "after_commit", insert=True)
 def _send_pending(session: Session) -> None:
     for spec, message in session.info.pop(_PENDING, []):
-        spec.send(message)
+        # A hop of the pipeline: nobody waits for its reply (the database holds the outcome),
+        # so the worker skips the result write, a read and two writes to Redis per hop. Direct
+        # sends (CLI, tests, benchmarks) keep their results.
+        spec.send(message, ignore_result=True)
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -17,6 +17,8 @@ cannot both win, and an illegal transition raises instead of silently overwritin
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -52,8 +54,16 @@ def can_transition(source: S, target: S) -> bool:
     return target in TRANSITIONS[source]
 
 
-def transition(session: Session, task_id: int, target: S, *, reason: str | None = None) -> bool:
-    """Move a task to ``target``.
+def transition(
+    session: Session,
+    task_id: int,
+    target: S,
+    *,
+    reason: str | None = None,
+    also: dict[str, Any] | None = None,
+) -> bool:
+    """Move a task to ``target``, setting the columns in ``also`` in the same UPDATE (so they
+    change only if the status does).
 
     Returns True when this call moved it, False when it was already in ``target`` (a redelivered
     message repeating finished work). Raises IllegalTransition when the current status does not
@@ -63,7 +73,7 @@ def transition(session: Session, task_id: int, target: S, *, reason: str | None 
     result = session.execute(
         update(Task)
         .where(Task.id == task_id, Task.status.in_(sources))
-        .values(status=target, status_reason=reason, updated_at=utcnow())
+        .values(status=target, status_reason=reason, updated_at=utcnow(), **(also or {}))
         .execution_options(synchronize_session="fetch")
     )
     if result.rowcount == 1:

@@ -12,6 +12,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import PersdError
@@ -96,6 +97,18 @@ def install(app: FastAPI) -> None:
             413: "too_large",
         }.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(OperationalError)
+    async def _database(req: Request, exc: OperationalError) -> JSONResponse:
+        # The database went away (a restart drops every pooled connection: SQLAlchemy discards
+        # them all on the first failure, so the next request reconnects). Nothing was stored.
+        log.warning("database unavailable on %s %s: %s", req.method, req.url.path, exc.orig)
+        return error_response(
+            503,
+            "database_unavailable",
+            "the database did not answer; nothing was stored, retry the request",
+            {"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(req: Request, exc: Exception) -> JSONResponse:

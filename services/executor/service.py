@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.executor.schemas import SUITE, ExecutionResult, Job
-from shared.db import session_scope
+from shared.db import insert_new, session_scope
 from shared.enums import ExecutionOutcome, TestSet
 from shared.errors import InvalidInput, NotFound, SandboxUnavailable
 from shared.models import Attempt, Execution, Refinement, Task
@@ -45,26 +44,28 @@ def _subject_filter(subject: str, subject_id: int):
     return column == subject_id
 
 
-def _existing(session: Session, request: ExecuteRequest) -> dict[TestSet, Execution]:
-    rows = session.scalars(
-        select(Execution).where(_subject_filter(request.subject, request.subject_id))
-    )
-    return {row.test_set: row for row in rows}
-
-
 def plan(session: Session, request: ExecuteRequest) -> Plan:
-    row = session.get(MODELS[request.subject], request.subject_id)
-    if row is None:
+    """One statement: the subject's code, its task's suites, and the test sets already run (an
+    outer join, so a first delivery reads one row)."""
+    model = MODELS[request.subject]
+    done = Execution.test_set.label("done")
+    rows = session.execute(
+        select(model.code, Task.entry_point, Task.seen_tests, Task.hidden_tests, done)
+        .join(Task, Task.id == model.task_id)
+        .outerjoin(Execution, _subject_filter(request.subject, request.subject_id))
+        .where(model.id == request.subject_id)
+    ).all()
+    if not rows:
         raise NotFound(f"{request.subject} {request.subject_id} not found")
-    task = session.get(Task, row.task_id)
-    suites = {TestSet.SEEN: task.seen_tests}
-    if task.hidden_tests:
-        suites[TestSet.HIDDEN] = task.hidden_tests
-    done = _existing(session, request)
+    code, entry_point, seen_tests, hidden_tests, _ = rows[0]
+    suites = {TestSet.SEEN: seen_tests}
+    if hidden_tests:
+        suites[TestSet.HIDDEN] = hidden_tests
+    ran = {row.done for row in rows if row.done is not None}
     return Plan(
-        code=row.code,
-        entry_point=task.entry_point,
-        todo={test_set: suite for test_set, suite in suites.items() if test_set not in done},
+        code=code,
+        entry_point=entry_point,
+        todo={test_set: suite for test_set, suite in suites.items() if test_set not in ran},
     )
 
 
@@ -78,36 +79,24 @@ def _job(plan: Plan, test_set: TestSet, suite: dict, task_ref: str) -> Job:
         raise InvalidInput(f"{task_ref}: {test_set.value} tests are invalid: {problems}") from None
 
 
-def _store(
-    session: Session, request: ExecuteRequest, test_set: TestSet, result: ExecutionResult
-) -> None:
-    execution = Execution(
-        test_set=test_set,
-        outcome=result.outcome,
-        test_results=[t.model_dump(mode="json") for t in result.test_results],
-        feedback=result.feedback,
-        error_type=result.error_type,
-        duration_ms=result.duration_ms,
-    )
-    if request.subject == "attempt":
-        execution.attempt_id = request.subject_id
-    else:
-        execution.refinement_id = request.subject_id
-    try:
-        with session.begin_nested():
-            session.add(execution)
-    except IntegrityError:
-        # Another delivery of the same message stored it first; theirs stands.
-        log.info(
-            "%s %s: %s execution already stored", request.subject, request.subject_id, test_set
-        )
+def _row(request: ExecuteRequest, test_set: TestSet, result: ExecutionResult) -> dict:
+    subject = "attempt_id" if request.subject == "attempt" else "refinement_id"
+    return {
+        subject: request.subject_id,
+        "test_set": test_set,
+        "outcome": result.outcome,
+        "test_results": [t.model_dump(mode="json") for t in result.test_results],
+        "feedback": result.feedback,
+        "error_type": result.error_type,
+        "duration_ms": result.duration_ms,
+    }
 
 
 def execute(request: ExecuteRequest, runner: Runner) -> ExecuteReply:
     """Run the subject's seen tests (and hidden ones, if any) unless already run, store the
     executions, and notify the owner with the seen execution after commit. Safe to redeliver:
     stored executions are reused and the notice is sent again (its handlers are idempotent too)."""
-    with session_scope() as session:
+    with session_scope(durable=False, autocommit=True) as session:  # one read
         todo = plan(session, request)
     task_ref = f"{request.subject} {request.subject_id}"
     results = {}
@@ -117,10 +106,20 @@ def execute(request: ExecuteRequest, runner: Runner) -> ExecuteReply:
             # Our failure, not the program's: never store it as a verdict; the task retries.
             raise SandboxUnavailable(f"{task_ref}: {result.feedback}")
         results[test_set] = result
-    with session_scope() as session:
-        for test_set, result in results.items():
-            _store(session, request, test_set, result)
-        session.flush()
-        seen = _existing(session, request)[TestSet.SEEN]
-        send_after_commit(session, NOTICES[request.subject], ExecutedNotice(execution_id=seen.id))
-        return ExecuteReply(execution_id=seen.id, outcome=seen.outcome)
+    # One multi-row INSERT is atomic by itself. A row another delivery stored first is skipped,
+    # and theirs stands (executions never change once stored).
+    with session_scope(durable=False, autocommit=True) as session:
+        rows = [_row(request, test_set, result) for test_set, result in results.items()]
+        ids = {t: i for i, t in insert_new(session, Execution, rows, Execution.test_set)}
+        if TestSet.SEEN in ids:
+            seen_id, outcome = ids[TestSet.SEEN], results[TestSet.SEEN].outcome
+        else:
+            seen = session.scalars(
+                select(Execution).where(
+                    _subject_filter(request.subject, request.subject_id),
+                    Execution.test_set == TestSet.SEEN,
+                )
+            ).one()
+            seen_id, outcome = seen.id, seen.outcome
+        send_after_commit(session, NOTICES[request.subject], ExecutedNotice(execution_id=seen_id))
+        return ExecuteReply(execution_id=seen_id, outcome=outcome)

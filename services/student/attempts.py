@@ -7,6 +7,8 @@ redelivered message finds its work done and, where the follow-up message may hav
 (a crash between commit and send), sends it again; the receivers are idempotent too.
 
 Generation happens outside any database transaction: a slow model must not hold a connection.
+Commits are relaxed (``session_scope(durable=False)``): all of this can be redone from the task's
+durable state, so none of it waits for the WAL flush.
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.student.routing import Router
+from services.student.routing import Router, Target
 from services.student.settings import StudentSettings
 from services.student.vllm_client import VllmRejected
-from shared.db import session_scope
+from shared.db import insert_new, session_scope
 from shared.enums import ExecutionOutcome, TaskStatus, TestSet
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.models import Attempt, Execution, Refinement, Task
@@ -68,6 +69,7 @@ class _Job:
     header: str
     entry_point: str
     prompt: str
+    target: Target
 
 
 def _attempt_at(session: Session, task_id: int, step: int) -> Attempt | None:
@@ -111,15 +113,25 @@ def build_prompt(session: Session, task: Task, step: int) -> str:
 def make_attempt(
     request: AttemptRequest, router: Router, settings: StudentSettings
 ) -> AttemptReply:
-    with session_scope() as session:
-        task = session.get(Task, request.task_id)
-        if task is None:
+    with session_scope(durable=False) as session:
+        # The task and this step's attempt, if one was stored already, in one statement.
+        row = session.execute(
+            select(Task, Attempt)
+            .outerjoin(
+                Attempt,
+                (Attempt.task_id == Task.id)
+                & (Attempt.step == request.step)
+                & (Attempt.sample_index == 0),
+            )
+            .where(Task.id == request.task_id)
+        ).first()
+        if row is None:
             raise NotFound(f"task {request.task_id} does not exist")
+        task, existing = row
         if request.step > task.max_steps:
             raise InvalidInput(
                 f"task {task.id}: step {request.step} is beyond its max_steps ({task.max_steps})"
             )
-        existing = _attempt_at(session, task.id, request.step)
         if existing is not None:
             return _attempt_redelivered(session, task, existing)
         if task.status not in (TaskStatus.QUEUED, TaskStatus.ATTEMPTING):
@@ -131,51 +143,51 @@ def make_attempt(
             task.header,
             task.entry_point,
             build_prompt(session, task, request.step),
+            router.resolve(session),
         )
         transition(session, task.id, TaskStatus.ATTEMPTING)
 
     sampling = sampling_params(settings)
     try:
-        target, completion = router.generate(job.prompt, sampling)
+        target, completion = router.generate(job.prompt, sampling, resolved=job.target)
     except VllmRejected as exc:
         if exc.http_status != 400:
             raise  # not about this task (e.g. configuration): fail the message, keep the task
         # The request itself is unacceptable (e.g. the prompt exceeds the context): retrying
         # cannot help, so the task ends in error with vLLM's reason (nothing is stored).
-        with session_scope() as session:
+        with session_scope(durable=False) as session:
             transition(session, job.task_id, TaskStatus.ERROR, reason=exc.message[:2000])
         return AttemptReply(task_id=job.task_id, attempt_id=None, status=TaskStatus.ERROR)
     text = storable(completion.text)
     code = extract_code(text, job.header, job.entry_point)
 
-    with session_scope() as session:
-        attempt = Attempt(
-            task_id=job.task_id,
-            step=job.step,
-            sample_index=0,
-            adapter_id=target.adapter_id,
-            model_name=target.model,
-            prompt=job.prompt,
-            completion=text,
-            code=code,
-            sampling=sampling | {"finish_reason": completion.finish_reason},
-            latency_ms=completion.latency_ms,
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-        )
-        try:
-            with session.begin_nested():
-                session.add(attempt)
-        except IntegrityError:
+    with session_scope(durable=False) as session:
+        row = {
+            "task_id": job.task_id,
+            "step": job.step,
+            "sample_index": 0,
+            "adapter_id": target.adapter_id,
+            "model_name": target.model,
+            "prompt": job.prompt,
+            "completion": text,
+            "code": code,
+            "sampling": sampling | {"finish_reason": completion.finish_reason},
+            "latency_ms": completion.latency_ms,
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+        }
+        stored = insert_new(session, Attempt, [row])
+        if not stored:
             # A concurrent delivery of the same message stored this step first; keep theirs.
             existing = _attempt_at(session, job.task_id, job.step)
             task = session.get(Task, job.task_id)
             return _attempt_redelivered(session, task, existing)
+        [(attempt_id,)] = stored
         transition(session, job.task_id, TaskStatus.EXECUTING)
         send_after_commit(
-            session, EXECUTOR_RUN, ExecuteRequest(subject="attempt", subject_id=attempt.id)
+            session, EXECUTOR_RUN, ExecuteRequest(subject="attempt", subject_id=attempt_id)
         )
-        return AttemptReply(task_id=job.task_id, attempt_id=attempt.id, status=TaskStatus.EXECUTING)
+        return AttemptReply(task_id=job.task_id, attempt_id=attempt_id, status=TaskStatus.EXECUTING)
 
 
 def _attempt_redelivered(session: Session, task: Task, attempt: Attempt) -> AttemptReply:
@@ -196,11 +208,19 @@ def _attempt_redelivered(session: Session, task: Task, attempt: Attempt) -> Atte
 
 
 def on_executed(notice: ExecutedNotice) -> StepReply:
-    with session_scope() as session:
-        execution = session.get(Execution, notice.execution_id)
-        if execution is None:
+    with session_scope(durable=False) as session:
+        # One statement for the execution, its attempt and the task (outer joins, so an
+        # execution of a refinement is still found and named below).
+        row = session.execute(
+            select(Execution, Attempt, Task)
+            .outerjoin(Attempt, Attempt.id == Execution.attempt_id)
+            .outerjoin(Task, Task.id == Attempt.task_id)
+            .where(Execution.id == notice.execution_id)
+        ).first()
+        if row is None:
             raise NotFound(f"execution {notice.execution_id} does not exist")
-        if execution.attempt_id is None:
+        execution, attempt, task = row
+        if attempt is None:
             raise InvalidInput(
                 f"execution {execution.id} is of a refinement; student.executed takes executions"
                 " of student attempts (refinements go to teacher.validated)"
@@ -210,9 +230,9 @@ def on_executed(notice: ExecutedNotice) -> StepReply:
                 f"execution {execution.id} is on the {execution.test_set.value} tests;"
                 " student.executed takes the seen-test execution (hidden tests never steer)"
             )
-        attempt = execution.attempt
-        task = session.get(Task, attempt.task_id)
-        latest = _latest_step(session, task.id)
+        # No step exists past max_steps (make_attempt refuses one), so the last step needs no
+        # look for a later one.
+        latest = attempt.step if attempt.step >= task.max_steps else _latest_step(session, task.id)
         if attempt.step != latest or task.status != TaskStatus.EXECUTING:
             _executed_redelivered(session, task, attempt, latest)
             return StepReply(task_id=task.id, status=task.status)
@@ -262,13 +282,13 @@ def _next_step(session: Session, task: Task, attempt: Attempt, seen: Execution) 
         reason=f"failed the seen tests at all {task.max_steps} steps ({seen.outcome.value})",
     )
     if moved:
-        _send_to_teacher(session, task)
+        _send_to_teacher(session, task, attempt)
     return TaskStatus.FAILED
 
 
-def _send_to_teacher(session: Session, task: Task) -> None:
+def _send_to_teacher(session: Session, task: Task, last: Attempt | None = None) -> None:
     # The training formats are built from the student's first attempt, as in the paper.
-    first = _attempt_at(session, task.id, 1)
+    first = last if last is not None and last.step == 1 else _attempt_at(session, task.id, 1)
     if first is None:
         raise Conflict(f"task {task.id} has no step-1 attempt to refine")
     send_after_commit(session, TEACHER_REFINE, RefineRequest(attempt_id=first.id))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from sqlalchemy.orm import Session
 
 from services.student.vllm_client import Completion, ModelNotLoaded, VllmClient
 from shared.config import get_settings
@@ -40,13 +41,16 @@ class Target:
     adapter_path: str | None = None
 
 
-def active_target(base_model: str) -> Target:
-    """The version the ``active`` alias points at, or the base model."""
-    with session_scope() as session:
-        adapter = get_active(session)
-        if adapter is None:
-            return Target(model=base_model)
-        return Target(model=adapter.name, adapter_id=adapter.id, adapter_path=adapter.artifact_path)
+def active_target(base_model: str, session: Session | None = None) -> Target:
+    """The version the ``active`` alias points at, or the base model. Read in ``session`` when
+    the caller has a transaction open anyway (one statement instead of a transaction)."""
+    if session is None:
+        with session_scope(durable=False, autocommit=True) as own:
+            return active_target(base_model, own)
+    adapter = get_active(session)
+    if adapter is None:
+        return Target(model=base_model)
+    return Target(model=adapter.name, adapter_id=adapter.id, adapter_path=adapter.artifact_path)
 
 
 class InFlight:
@@ -109,17 +113,24 @@ class Router:
             self._base_model = self.client.base_model()
         return self._base_model
 
-    def resolve(self) -> Target:
+    def resolve(self, session: Session | None = None) -> Target:
         if self._resolve is not None:
             return self._resolve()
-        return active_target(self.base_model)
+        return active_target(self.base_model, session)
 
     def generate(
-        self, prompt: str, sampling: dict[str, Any], *, target: Target | None = None
+        self,
+        prompt: str,
+        sampling: dict[str, Any],
+        *,
+        target: Target | None = None,
+        resolved: Target | None = None,
     ) -> tuple[Target, Completion]:
-        """Complete ``prompt`` with ``target`` (pinned) or with whatever is active now."""
+        """Complete ``prompt`` with ``target`` (pinned: never switched) or with whatever is
+        active now: ``resolved`` when the caller has just read it (:meth:`resolve`), which is
+        read again if vLLM no longer serves it."""
         pinned = target is not None
-        current = target or self.resolve()
+        current = target or resolved or self.resolve()
         for _ in range(4):
             try:
                 with self.inflight.track(current.model):

@@ -25,13 +25,13 @@ import hashlib
 import logging
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.teacher import benchmarks
 from services.teacher.identity import split_for, task_key
 from services.teacher.program import complete_program, training_body
 from services.teacher.settings import TeacherSettings
+from shared.db import insert_new
 from shared.enums import ExampleVariant, Split
 from shared.models import Attempt, Refinement, Task, TrainingExample
 from shared.prompts import generation_prompt, refine_prompt
@@ -63,18 +63,7 @@ def _row(
 
 def insert(session: Session, rows: list[dict]) -> int:
     """Insert, skipping rows whose content hash exists. Returns how many were new."""
-    if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert_(TrainingExample)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["content_hash"])
-        .returning(TrainingExample.id)
-    )
-    # RETURNING lists only inserted rows; rowcount is not reliable for multi-row VALUES.
-    return len(session.execute(stmt).all())
+    return len(insert_new(session, TrainingExample, rows))
 
 
 def excluded(task: Task, settings: TeacherSettings) -> bool:

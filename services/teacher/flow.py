@@ -14,6 +14,9 @@ validated(execution)
 
 Both are idempotent: a redelivered message finds the refinement (or its verdict) and returns
 the same reply without calling the teacher or the executor again.
+
+Commits are relaxed (``session_scope(durable=False)``) except the one that stores a teacher's
+answer that cannot simply be asked again for free: everything else is redone from durable state.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from shared.db import session_scope
 from shared.enums import ExecutionOutcome, RejectionReason, TaskStatus, TestSet, ValidationOutcome
 from shared.errors import InvalidInput, NotFound
 from shared.events import publish_after_commit
-from shared.models import Attempt, Execution, Refinement, Task
+from shared.models import Execution, Refinement, Task
 from shared.queues import EXECUTOR_RUN, TEACHER_REFINE, send_after_commit
 from shared.schemas.messages import ExecutedNotice, ExecuteRequest, RefineReply, RefineRequest
 from shared.status import transition
@@ -98,16 +101,16 @@ def _wait(session: Session, task_id: int, target: TaskStatus, reason: str) -> Re
 
 def refine(req: RefineRequest, deps: Deps) -> RefineReply:
     s = deps.settings
-    with session_scope() as session:
-        existing = jobs.refinement(session, req.attempt_id, req.round)
+    with session_scope(durable=False) as session:
+        existing, fetched = jobs.round_of(session, req.attempt_id, req.round)
         if existing is not None:
             return _reply(session, existing)
-        attempt = session.get(Attempt, req.attempt_id)
+        attempt, task, _ = fetched
         if attempt is None:
             raise NotFound(f"attempt {req.attempt_id} does not exist")
-        if attempt.task.status in DONE:
-            return RefineReply(refinement_id=None, validation=None, task_status=attempt.task.status)
-        loaded = jobs.load(session, req.attempt_id, req.round)
+        if task.status in DONE:
+            return RefineReply(refinement_id=None, validation=None, task_status=task.status)
+        loaded = jobs.load(session, req.attempt_id, req.round, fetched)
         task_id = loaded.task.id
         if req.round > s.max_rounds:
             # Only after TEACHER_MAX_ROUNDS was lowered while a retry was queued.
@@ -150,11 +153,12 @@ def refine(req: RefineRequest, deps: Deps) -> RefineReply:
         except (TeacherUnavailable, TeacherMisconfigured) as exc:
             return _park(task_id, redact(exc.message, deps.secret))
         try:
-            with session_scope() as session:
+            # A paid answer is kept durably; an offline one is the same when asked again.
+            with session_scope(durable=not backend.deterministic) as session:
                 return _store(session, deps, loaded, answer, backend.deterministic)
         except IntegrityError:
             # A duplicate delivery stored this round first; its row is the answer.
-            with session_scope() as session:
+            with session_scope(durable=False) as session:
                 done = jobs.refinement(session, req.attempt_id, req.round)
                 if done is None:
                     raise
@@ -166,7 +170,7 @@ def refine(req: RefineRequest, deps: Deps) -> RefineReply:
 
 def _park(task_id: int, reason: str) -> RefineReply:
     """The teacher could not be reached and nothing was spent: wait, keep the round."""
-    with session_scope() as session:
+    with session_scope(durable=False) as session:
         return _wait(session, task_id, TaskStatus.NEEDS_TEACHER, reason)
 
 
@@ -194,12 +198,14 @@ def _store(
         else Decimal(0),
         latency_ms=answer.latency_ms,
     )
+    # The guards fill in ref.code before the row is written: one INSERT, not an INSERT and an
+    # UPDATE.
+    rejection = _static_verdict(ref, answer, loaded, deps)
     session.add(ref)
     session.flush()
     publish_after_commit(
         session, "refinement.created", refinement_id=ref.id, task_id=task.id, round=ref.round
     )
-    rejection = _static_verdict(ref, answer, loaded, deps)
     if rejection is not None:
         return _reject(session, s, ref, rejection, deterministic)
     send_after_commit(
@@ -285,19 +291,23 @@ def _reject(
 
 
 def validated(notice: ExecutedNotice, deps: Deps) -> RefineReply:
-    with session_scope() as session:
-        execution = session.get(Execution, notice.execution_id)
-        if execution is None:
-            raise NotFound(f"execution {notice.execution_id} does not exist")
-        if execution.refinement_id is None:
+    with session_scope(durable=False) as session:
+        # The row lock makes two deliveries of one notice take turns; the second finds a verdict.
+        row = session.execute(
+            select(Execution, Refinement)
+            .join(Refinement, Refinement.id == Execution.refinement_id)
+            .where(Execution.id == notice.execution_id)
+            .with_for_update(of=Refinement)
+        ).first()
+        if row is None:
+            execution = session.get(Execution, notice.execution_id)
+            if execution is None:
+                raise NotFound(f"execution {notice.execution_id} does not exist")
             raise InvalidInput(
                 f"execution {execution.id} ran attempt {execution.attempt_id}, not a refinement:"
                 " teacher.validated takes executions of refinements"
             )
-        # The row lock makes two deliveries of one notice take turns; the second finds a verdict.
-        ref = session.scalars(
-            select(Refinement).where(Refinement.id == execution.refinement_id).with_for_update()
-        ).one()
+        execution, ref = row
         if (
             execution.test_set is not TestSet.SEEN
             or ref.validation is not ValidationOutcome.PENDING
@@ -315,18 +325,14 @@ def validated(notice: ExecutedNotice, deps: Deps) -> RefineReply:
 
 def _accept(session: Session, s: TeacherSettings, ref: Refinement) -> RefineReply:
     ref.validation = ValidationOutcome.PASSED
-    task = session.get(Task, ref.task_id)
-    attempt = session.get(Attempt, ref.attempt_id)
-    seen = jobs.seen_execution(session, attempt_id=ref.attempt_id)
+    attempt, task, seen = jobs.attempt_with_task(session, ref.attempt_id)
     added = examples.for_refinement(session, s, ref, task, attempt, seen.feedback if seen else "")
-    task.answer_code = ref.code
-    task.answer_source = "teacher"
-    session.flush()
     transition(
         session,
         task.id,
         TaskStatus.REFINED,
         reason=f"refinement {ref.id} (round {ref.round}) passed the seen tests",
+        also={"answer_code": ref.code, "answer_source": "teacher"},
     )
     publish_after_commit(
         session, "refinement.validated", refinement_id=ref.id, task_id=task.id, examples=added

@@ -40,18 +40,54 @@ def seen_execution(
     return session.scalars(query).first()
 
 
+Fetched = tuple[Attempt, Task, Execution | None] | tuple[None, None, None]
+
+
+def _attempt_query(attempt_id: int):
+    return (
+        select(Attempt, Task, Execution)
+        .join(Task, Task.id == Attempt.task_id)
+        .outerjoin(
+            Execution, (Execution.attempt_id == Attempt.id) & (Execution.test_set == TestSet.SEEN)
+        )
+        .where(Attempt.id == attempt_id)
+    )
+
+
+def attempt_with_task(session: Session, attempt_id: int) -> Fetched:
+    """The attempt, its task and its seen-test execution (if run), in one statement."""
+    row = session.execute(_attempt_query(attempt_id)).first()
+    return (None, None, None) if row is None else (row[0], row[1], row[2])
+
+
+def round_of(session: Session, attempt_id: int, round_: int) -> tuple[Refinement | None, Fetched]:
+    """This round's refinement if one is stored, and :func:`attempt_with_task`: one statement."""
+    row = session.execute(
+        _attempt_query(attempt_id)
+        .add_columns(Refinement)
+        .outerjoin(Refinement, (Refinement.attempt_id == Attempt.id) & (Refinement.round == round_))
+    ).first()
+    if row is None:
+        return None, (None, None, None)
+    return row[3], (row[0], row[1], row[2])
+
+
 def refinement(session: Session, attempt_id: int, round_: int) -> Refinement | None:
     return session.scalars(
         select(Refinement).where(Refinement.attempt_id == attempt_id, Refinement.round == round_)
     ).first()
 
 
-def load(session: Session, attempt_id: int, round_: int) -> Loaded:
-    attempt = session.get(Attempt, attempt_id)
+def load(
+    session: Session,
+    attempt_id: int,
+    round_: int,
+    fetched: Fetched | None = None,
+) -> Loaded:
+    """``fetched``: what :func:`attempt_with_task` returned, when the caller has it already."""
+    attempt, task, seen = fetched or attempt_with_task(session, attempt_id)
     if attempt is None:
         raise NotFound(f"attempt {attempt_id} does not exist")
-    task = attempt.task
-    seen = seen_execution(session, attempt_id=attempt_id)
     if seen is None:
         raise InvalidInput(
             f"attempt {attempt_id} has no seen-test execution: the teacher rectifies attempts"

@@ -39,3 +39,32 @@ def test_unknown_route_has_the_error_shape() -> None:
     r = TestClient(create_app()).get("/v1/nope")
     assert r.status_code == 404
     assert r.json() == {"error": {"code": "not_found", "message": "Not Found"}}
+
+
+def test_a_database_restart_costs_one_503_then_requests_reconnect(api, keys) -> None:
+    """Pooled connections are not pinged before use (a round trip per checkout). When the
+    server drops them, one request answers 503 in the error shape and the next one reconnects."""
+    import psycopg
+    from sqlalchemy import text
+
+    from shared import db as shared_db
+    from tests.api.conftest import bearer
+
+    headers = bearer(keys["read"])
+    assert api.get("/v1/tasks", headers=headers).status_code == 200
+    engine = shared_db.get_engine()
+    held = [engine.connect() for _ in range(engine.pool.checkedin())]
+    pids = [c.execute(text("select pg_backend_pid()")).scalar_one() for c in held]
+    for c in held:
+        c.close()
+    url = engine.url.set(drivername="postgresql", query={})
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as admin:
+        for pid in pids:  # what a server restart does to every pooled connection
+            admin.execute("select pg_terminate_backend(%s)", (pid,))
+
+    down = api.get("/v1/tasks", headers=headers)
+    assert down.status_code == 503
+    assert down.headers["Retry-After"] == "1"
+    assert down.json()["error"]["code"] == "database_unavailable"
+    assert api.get("/v1/tasks", headers=headers).status_code == 200
+

@@ -49,6 +49,17 @@ def test_submit_one_task_stores_it_and_enqueues_the_first_attempt(api, keys, pub
     ]
 
 
+def test_a_submission_is_flushed_to_disk_before_the_client_hears_201(api, keys, published):
+    """Pipeline steps commit relaxed; a task a client was told is stored must survive a crash
+    of the database server."""
+    from tests.support.sql import durable_writes, recorded
+
+    with recorded() as log:
+        r = api.post("/v1/tasks", json=f.task_body(), headers=bearer(keys["submit"]))
+    assert r.status_code == 201
+    assert durable_writes(log, "tasks") == [True]
+
+
 def test_submit_a_batch(api, keys, published) -> None:
     bodies = [f.task_body(description=f"task {i}") for i in range(3)]
     r = api.post("/v1/tasks", json={"tasks": bodies}, headers=bearer(keys["submit"]))

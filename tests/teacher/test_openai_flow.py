@@ -235,3 +235,19 @@ def test_cost_per_validated_lesson_counts_the_rejected_spend(db, proxy, vllm_ser
     assert [(m.model, m.refinements, m.priced) for m in summary.by_model] == sorted(
         [(vllm_server.model, 1, True), ("reference", 1, False)]
     )
+
+
+def test_a_paid_answer_is_stored_durably_an_offline_one_is_not(db, proxy, vllm_server) -> None:
+    """A crash of the database server may undo the last relaxed commits (redone from durable
+    state); an answer that was paid for must not be among them."""
+    from tests.support.sql import durable_writes, recorded
+
+    paid = t.seed_failed_task(source_id="paid")
+    with recorded() as log:
+        flow.refine(RefineRequest(attempt_id=paid.attempt_id), _deps(proxy, vllm_server))
+    assert durable_writes(log, "refinements") == [True]
+
+    free = t.seed_failed_task(source_id="free")
+    with recorded() as log:
+        flow.refine(RefineRequest(attempt_id=free.attempt_id), t.deps())
+    assert durable_writes(log, "refinements") == [False]
