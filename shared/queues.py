@@ -67,6 +67,7 @@ def configure(settings: CommonSettings | None = None) -> Celery:
         task_default_queue=Queue.STUDENT.value,
         task_routes={spec_name: {"queue": spec.queue.value} for spec_name, spec in SPECS.items()},
         worker_hijack_root_logger=False,
+        broker_transport="shared.broker:Transport",  # kombu's Redis, survives a broker restart
         timezone="UTC",
     )
     return app

@@ -193,9 +193,8 @@ class EchoTeacher:
 
 class Supervisor:
     """Restarts a process that exits, as ``restart: unless-stopped`` does for every persd service
-    in docker-compose.yml. A worker whose broker vanishes can exit instead of reconnecting (seen
-    with Celery 5.7 / kombu 5.7: the threads-pool consumer dies closing its channel); production
-    relies on the supervisor then, and so does a test of a Redis restart."""
+    in docker-compose.yml. Workers reconnect to a restarted broker by themselves
+    (shared/broker.py); this is the backstop production has for everything else."""
 
     def __init__(self, processes: dict[str, tuple[Callable[[], bool], Callable[[], None]]]) -> None:
         self.processes = processes  # name: (is alive, start a new one)
