@@ -59,8 +59,13 @@ def _resume_loop() -> None:
     interval = _settings.resume_interval_s
     while not _stop.is_set():
         try:
-            # One sweep at a time across workers; the expiry frees the lock of a dead worker.
-            lock = client.lock(f"{common.redis_key_prefix}teacher:resume-lock", timeout=300)
+            # One sweep at a time across workers; the expiry frees the lock of a worker killed
+            # mid-sweep, so keep it short (a sweep takes well under a second per batch; one
+            # that outlives the lock overlaps another harmlessly: every resume is a
+            # compare-and-set).
+            lock = client.lock(
+                f"{common.redis_key_prefix}teacher:resume-lock", timeout=max(30.0, 3 * interval)
+            )
             if lock.acquire(blocking=False):
                 try:
                     resume_waiting(deps())
