@@ -95,6 +95,16 @@ class CommonSettings(BaseSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 
+def http_urls(value: str) -> list[str]:
+    """Comma-separated http(s) base URLs (vLLM replicas), trailing slashes dropped. One parser
+    for every setting that names them, so the student worker and the API's /readyz agree."""
+    urls = [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http(s) URL")
+    return urls
+
+
 def load(cls: type[S]) -> S:
     """Instantiate a settings class, turning validation errors into a ConfigError naming the
     environment variable."""

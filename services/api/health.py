@@ -40,9 +40,8 @@ async def _check_redis() -> None:
 
 
 async def _check_student() -> None:
-    urls = [u.strip().rstrip("/") for u in get_api_settings().student_url.split(",") if u.strip()]
     async with httpx.AsyncClient(timeout=2) as client:
-        for url in urls:  # every replica: a promotion needs all of them
+        for url in get_api_settings().student_urls:  # every replica: a promotion needs them all
             (await client.get(f"{url}/health")).raise_for_status()
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.config import load
+from shared.config import http_urls, load
 
 
 class ApiSettings(BaseSettings):
@@ -28,6 +28,16 @@ class ApiSettings(BaseSettings):
     stats_cache_s: float = Field(1.0, ge=0, le=60)
     # Verified keys are remembered this long, so a revoked key can work this much longer.
     auth_cache_s: float = Field(5.0, ge=0, le=300)
+
+    @field_validator("student_url")
+    @classmethod
+    def _student_urls(cls, value: str) -> str:
+        return ",".join(http_urls(value))
+
+    @property
+    def student_urls(self) -> list[str]:
+        return http_urls(self.student_url)
+
     sse_keepalive_s: float = Field(15.0, gt=0, description="comment lines keep proxies from idling")
     # Mark the dashboard's session cookie Secure (set when served over HTTPS).
     cookie_secure: bool = False

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.config import get_settings, load
+from shared.config import get_settings, http_urls, load
 
 
 class StudentSettings(BaseSettings):
@@ -57,13 +57,10 @@ class StudentSettings(BaseSettings):
     @field_validator("vllm_url")
     @classmethod
     def _urls(cls, value: str) -> str:
-        urls = [u.strip() for u in value.split(",") if u.strip()]
+        urls = http_urls(value)
         if not urls:
             raise ValueError("needs at least one URL, e.g. http://127.0.0.1:8100")
-        for url in urls:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"{url!r} is not an http(s) URL")
-        return ",".join(u.rstrip("/") for u in urls)
+        return ",".join(urls)
 
     @property
     def urls(self) -> list[str]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from services.api.main import create_app
@@ -68,3 +69,15 @@ def test_a_database_restart_costs_one_503_then_requests_reconnect(api, keys) -> 
     assert down.json()["error"]["code"] == "database_unavailable"
     assert api.get("/v1/tasks", headers=headers).status_code == 200
 
+
+def test_the_api_reads_student_urls_as_the_student_worker_does(monkeypatch) -> None:
+    from services.api.settings import ApiSettings
+    from services.student.settings import StudentSettings
+    from shared.config import load
+    from shared.errors import ConfigError
+
+    monkeypatch.setenv("STUDENT_VLLM_URL", " http://a:1/ ,https://b:2")
+    assert load(ApiSettings).student_urls == StudentSettings().urls == ["http://a:1", "https://b:2"]
+    monkeypatch.setenv("STUDENT_VLLM_URL", "127.0.0.1:8100")
+    with pytest.raises(ConfigError, match="STUDENT_VLLM_URL: '127.0.0.1:8100' is not an http"):
+        load(ApiSettings)
