@@ -242,16 +242,20 @@ def on_executed(notice: ExecutedNotice) -> StepReply:
 
 def _next_step(session: Session, task: Task, attempt: Attempt, seen: Execution) -> TaskStatus:
     if seen.outcome == ExecutionOutcome.PASSED:
+        hidden = _execution(session, attempt.id, TestSet.HIDDEN)
         transition(
             session,
             task.id,
             TaskStatus.PASSED,
             reason=f"the student passed the seen tests at step {attempt.step}",
+            also={
+                "answer_code": attempt.code,
+                "answer_source": "student",
+                "hidden_passed": None
+                if hidden is None
+                else hidden.outcome == ExecutionOutcome.PASSED,
+            },
         )
-        hidden = _execution(session, attempt.id, TestSet.HIDDEN)
-        task.answer_code = attempt.code
-        task.answer_source = "student"
-        task.hidden_passed = None if hidden is None else hidden.outcome == ExecutionOutcome.PASSED
         return TaskStatus.PASSED
     if seen.outcome == ExecutionOutcome.SANDBOX_ERROR:
         # Our infrastructure failed, not the student: no verdict to act on. An operator can
