@@ -4,6 +4,7 @@ adapters that memorise known answers, and task/adapter rows."""
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,12 +94,27 @@ def loaded_adapters(server: VllmServer) -> set[str]:
 
 
 @pytest.fixture
-def clean_server(vllm_server: VllmServer) -> Iterator[VllmServer]:
-    """The session's server with no adapter loaded, so tests do not see each other's."""
-    for name in loaded_adapters(vllm_server):
-        httpx.post(
-            f"{vllm_server.url}/v1/unload_lora_adapter", json={"lora_name": name}, timeout=10
-        ).raise_for_status()
+def clean_server(db, vllm_server: VllmServer) -> Iterator[VllmServer]:
+    """The session's server with no adapter loaded, so tests do not see each other's.
+
+    Depends on ``db`` so the tables are empty first: an earlier test's task can still be
+    self-repairing in the shared workers, and the router loads the active version again when
+    vLLM has lost it. Once no adapter row exists nothing can name the old version, so what is
+    unloaded stays unloaded; the loop only waits out a load that was already on the wire.
+    """
+    for _ in range(20):
+        names = loaded_adapters(vllm_server)
+        if not names:
+            break
+        for name in names:
+            # Not raise_for_status: a concurrent unload makes this one a 404; the next round
+            # looks again either way.
+            httpx.post(
+                f"{vllm_server.url}/v1/unload_lora_adapter", json={"lora_name": name}, timeout=10
+            )
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"adapters keep reappearing: {loaded_adapters(vllm_server)}")
     yield vllm_server
 
 
@@ -124,8 +140,6 @@ def executor(workers, db):
 
 def wait_for(predicate, timeout: float = 240.0, interval: float = 0.2):
     """Poll ``predicate`` until it returns something truthy; return that."""
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
