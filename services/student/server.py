@@ -42,6 +42,7 @@ def server_argv(settings: StudentSettings, *, port: int | None = None) -> list[s
     ]
     if settings.served_model_name:
         argv += ["--served-model-name", settings.served_model_name]
+    argv += ["--distributed-executor-backend", settings.executor_backend]
     return argv + shlex.split(settings.extra_args)
 
 
@@ -73,6 +74,10 @@ def server_env(settings: StudentSettings, data_dir: Path, *, port: int | None = 
             "DO_NOT_TRACK": "1",
         }
     )
+    if settings.executor_backend == "uni":
+        # vLLM's CPU platform turns "uni" back into "mp" unless this is off (it only changes
+        # where the executor runs: the API server keeps its separate engine-core process).
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     if Path(settings.model_path).is_dir():
         env["HF_HUB_OFFLINE"] = "1"  # a local model never needs the hub
     return env

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +53,13 @@ class StudentSettings(BaseSettings):
     # LoRA adapter's effect on the tiny student vanish (and CPUs without bf16 units run fp32
     # faster). GPU hosts set STUDENT_DTYPE=auto or bfloat16.
     dtype: str = "float32"
+    # uni: the model runs in vLLM's engine-core process. mp (vLLM's CPU default) adds a worker
+    # process that busy-polls a core for a second after every request, which on a small host
+    # slows the rest of the pipeline, and the hand-off adds latency (bench_vllm_executor.py
+    # measures both). mp is needed for tensor parallelism.
+    executor_backend: Literal["uni", "mp"] = Field(
+        "uni", description="vLLM executor of `persd student-server` (mp for tensor parallelism)"
+    )
     extra_args: str = Field("", description="more `vllm serve` flags, shell-quoted")
 
     @field_validator("vllm_url")

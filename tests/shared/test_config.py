@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,19 @@ def test_worker_module_import_fails_naming_the_variable() -> None:
     )
     assert proc.returncode != 0
     assert "REDIS_URL: must start with redis://" in proc.stderr
+
+
+def test_configuration_reference_is_up_to_date() -> None:
+    """docs/configuration.md is generated; a setting added without regenerating it is missed by
+    every reader of the docs."""
+    root = Path(__file__).resolve().parents[2]
+    generated = subprocess.run(
+        [sys.executable, str(root / "docs" / "gen_config.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+    ).stdout
+    assert generated == (root / "docs" / "configuration.md").read_text(), (
+        "docs/configuration.md is stale: run `python docs/gen_config.py > docs/configuration.md`"
+    )

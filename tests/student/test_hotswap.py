@@ -142,11 +142,12 @@ def test_corrupt_versions_are_refused_and_the_active_one_keeps_answering(
         assert (row.status, row.status_reason) == (AdapterStatus.FAILED, reply.detail), label
 
     rank64_name = adapter_row(ids["rank64"]).name
-    assert replies["rank64"].detail == (
+    # vLLM's own words around the reason depend on its executor (uni or mp): ours and the
+    # reason are what a user needs.
+    assert replies["rank64"].detail.startswith(
         f"vLLM {clean_server.url} could not load adapter {rank64_name!r} from {big}: HTTP 500"
-        " Call to add_lora method failed: Worker failed with error 'LoRA rank 64 is greater"
-        " than max_lora_rank 16.', please check the stack trace above for the root cause"
     )
+    assert "LoRA rank 64 is greater than max_lora_rank 16" in replies["rank64"].detail
     assert replies["tampered"].detail.startswith(
         f"adapter directory {tampered} does not match its registered content hash (registered "
     )

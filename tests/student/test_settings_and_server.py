@@ -57,7 +57,8 @@ def test_server_command_and_environment(tmp_path) -> None:
         "--model", "/models/m", "--host", "0.0.0.0", "--port", "9001",
         "--enable-lora", "--max-lora-rank", "16", "--max-loras", "2",
         "--max-model-len", "2048", "--dtype", "float32", "--seed", "0",
-        "--disable-uvicorn-access-log", "--foo", "a b",
+        "--disable-uvicorn-access-log", "--distributed-executor-backend", "uni",
+        "--foo", "a b",
     ]  # fmt: skip
     env = server_env(s, tmp_path)
     data = tmp_path.resolve()
@@ -69,6 +70,14 @@ def test_server_command_and_environment(tmp_path) -> None:
     assert env["VLLM_RPC_BASE_PATH"] == env["TMPDIR"] == str(runtime_dir(tmp_path, 9001))
     assert "HF_HUB_OFFLINE" not in env or env["HF_HUB_OFFLINE"] == "1"
     assert Path(env["VLLM_RPC_BASE_PATH"]).is_dir()
+    assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"  # else vLLM's CPU path ignores "uni"
+
+
+def test_mp_executor_is_vllms_own_default(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
+    s = StudentSettings(model="/models/m", executor_backend="mp")
+    assert server_argv(s)[-2:] == ["--distributed-executor-backend", "mp"]
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in server_env(s, tmp_path)
 
 
 def test_local_model_forces_offline_hub(tmp_path) -> None:
