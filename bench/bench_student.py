@@ -23,6 +23,10 @@ it (load average 6-8; single rounds swing by 2x), `--rounds 5`:
 (b) 8 clients, 518 requests, 6 swaps: promote -> first answer by the new version median 0.42 s,
     max 0.73 s (alias flipped 0.06-0.30 s after promote); 0 failed requests, 0 answers from
     weights other than the version the attempt row names.
+Recorded 2026-11-26 on the same VM, quieter, after the server moved to vLLM's uni executor
+(STUDENT_EXECUTOR_BACKEND), default options: (a) direct 3367 tok/s, queue 3259 tok/s -> 0.97x;
+(b) 8 clients, 1174 requests, 6 swaps: first answer by the new version median 0.22 s, max
+0.29 s; 0 failed, 0 answers from other weights.
 """
 
 from __future__ import annotations
