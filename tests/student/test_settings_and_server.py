@@ -83,3 +83,15 @@ def test_mp_executor_is_vllms_own_default(tmp_path, monkeypatch) -> None:
 def test_local_model_forces_offline_hub(tmp_path) -> None:
     s = StudentSettings(model=str(tmp_path), port=9002)
     assert server_env(s, tmp_path)["HF_HUB_OFFLINE"] == "1"
+
+
+def test_the_server_runs_the_model_in_its_engine_core(vllm_server) -> None:
+    """vLLM's CPU platform silently turns "uni" into "mp"; the environment above prevents it.
+    With mp a VLLM::Worker process would sit under the engine core, busy-polling a core."""
+    import psutil
+
+    titles = [
+        " ".join(p.cmdline()) for p in psutil.Process(vllm_server.proc.pid).children(recursive=True)
+    ]
+    assert any(t.startswith("VLLM::EngineCore") for t in titles), titles
+    assert not any(t.startswith("VLLM::Worker") for t in titles), titles
