@@ -28,12 +28,12 @@ given, so hidden tests cannot leak into the feedback of a seen run.
 from __future__ import annotations
 
 import atexit
-import threading
 from collections.abc import Iterable
 
 from services.executor.pool import ExecutorPool, make_job
 from services.executor.schemas import ExecutionResult, Job, TestResult, TestStatus
 from services.executor.settings import ExecutorSettings, get_executor_settings
+from shared.lazy import PerProcess
 
 __all__ = [
     "ExecutionResult",
@@ -46,26 +46,24 @@ __all__ = [
     "run_many",
 ]
 
-_default: ExecutorPool | None = None
-_default_lock = threading.Lock()
+
+def _new_default() -> ExecutorPool:
+    atexit.register(_close_default)
+    return ExecutorPool(workers=1, settings=get_executor_settings())
+
+
+_default = PerProcess(_new_default)
 
 
 def default_pool() -> ExecutorPool:
     """The process's shared one-slot pool, started on first use and closed at exit."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = ExecutorPool(workers=1, settings=get_executor_settings())
-            atexit.register(_close_default)
-        return _default
+    return _default.get()
 
 
 def _close_default() -> None:
-    global _default
-    with _default_lock:
-        if _default is not None:
-            _default.close()
-            _default = None
+    pool = _default.take()
+    if pool is not None:
+        pool.close()
 
 
 def run(code: str, tests, entry_point: str, *, timeout_s: float | None = None) -> ExecutionResult:

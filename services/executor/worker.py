@@ -10,7 +10,6 @@ pipe hop to every message, about 1.5 ms here, for no isolation the sandbox does 
 from __future__ import annotations
 
 import logging
-import threading
 
 from celery.signals import worker_init, worker_shutdown
 from sqlalchemy import text
@@ -21,6 +20,7 @@ from services.executor.service import execute
 from services.executor.settings import get_executor_settings
 from shared.db import session_scope
 from shared.errors import SandboxUnavailable
+from shared.lazy import PerProcess
 from shared.queues import EXECUTOR_RUN, TRANSIENT, Queue, app, implement, implement_ping
 from shared.schemas.messages import ExecuteReply, ExecuteRequest
 
@@ -30,22 +30,19 @@ log = logging.getLogger("persd.executor")
 
 ping = implement_ping(Queue.EXECUTE)
 
-_slots: ExecutorPool | None = None
 _size: int | None = None  # the worker's concurrency: one slot per thread
-_lock = threading.Lock()
 
 
-def _pool() -> ExecutorPool:
-    global _slots
-    with _lock:
-        if _slots is None:
-            settings = get_executor_settings()
-            _slots = ExecutorPool(workers=_size or settings.slots, settings=settings)
-        return _slots
+def _new_pool() -> ExecutorPool:
+    settings = get_executor_settings()
+    return ExecutorPool(workers=_size or settings.slots, settings=settings)
+
+
+_slots = PerProcess(_new_pool)
 
 
 def _run(job: Job) -> ExecutionResult:
-    return _pool().run_job(job)
+    return _slots.get().run_job(job)
 
 
 @worker_init.connect
@@ -58,18 +55,16 @@ def _start(sender=None, **_kwargs) -> None:
     try:
         with session_scope(durable=False, autocommit=True) as session:
             session.execute(text("SELECT 1"))
-        _pool()
+        _slots.get()
     except Exception as exc:  # noqa: BLE001 - reported again by the first job
         log.warning("executor could not start its sandbox slots yet: %s", exc)
 
 
 @worker_shutdown.connect
 def _close(**_kwargs) -> None:
-    global _slots
-    with _lock:
-        if _slots is not None:
-            _slots.close()
-            _slots = None
+    pool = _slots.take()
+    if pool is not None:
+        pool.close()
 
 
 @implement(EXECUTOR_RUN, autoretry_for=TRANSIENT + (SandboxUnavailable,))

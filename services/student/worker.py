@@ -7,14 +7,13 @@ concurrent requests and batches them.
 
 from __future__ import annotations
 
-import threading
-
 from services import reconciler
 from services.student.attempts import make_attempt, on_executed
 from services.student.hotswap import promote
 from services.student.routing import Router
 from services.student.settings import get_student_settings
 from services.student.vllm_client import VllmClient
+from shared.lazy import PerProcess
 from shared.queues import (
     STUDENT_ATTEMPT,
     STUDENT_EXECUTED,
@@ -40,30 +39,26 @@ __all__ = ["app"]
 
 ping = implement_ping(Queue.STUDENT)
 
-_router: Router | None = None
-_lock = threading.Lock()
 
-
-def router() -> Router:
+def _new_router() -> Router:
     """One client per process, shared by its threads (one connection pool to vLLM)."""
-    global _router
-    with _lock:
-        if _router is None:
-            s = get_student_settings()
-            client = VllmClient(
-                s.urls,
-                timeout_s=s.request_timeout_s,
-                retry_for_s=s.retry_for_s,
-                max_connections=max(s.concurrency, 8),
-            )
-            _router = Router(client, s.served_model_name)
-        return _router
+    s = get_student_settings()
+    client = VllmClient(
+        s.urls,
+        timeout_s=s.request_timeout_s,
+        retry_for_s=s.retry_for_s,
+        max_connections=max(s.concurrency, 8),
+    )
+    return Router(client, s.served_model_name)
+
+
+_router = PerProcess(_new_router)
 
 
 @implement(STUDENT_ATTEMPT)
 def attempt(message: AttemptRequest) -> AttemptReply:
     """Generate one step of a task with the active student and request its execution."""
-    return make_attempt(message, router(), get_student_settings())
+    return make_attempt(message, _router.get(), get_student_settings())
 
 
 @implement(STUDENT_EXECUTED)
@@ -75,7 +70,7 @@ def executed(message: ExecutedNotice) -> StepReply:
 @implement(STUDENT_PROMOTE)
 def promote_adapter(message: PromoteRequest) -> PromoteReply:
     """Hot-swap an adapter version in on every replica, then flip the active alias."""
-    r = router()
+    r = _router.get()
     return promote(
         message.adapter_id,
         r.client,

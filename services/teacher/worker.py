@@ -19,6 +19,7 @@ from services.teacher import flow
 from services.teacher.resume import resume_waiting
 from services.teacher.settings import get_teacher_settings
 from shared.config import get_settings
+from shared.lazy import PerProcess
 from shared.queues import TEACHER_REFINE, TEACHER_VALIDATED, Queue, app, implement, implement_ping
 from shared.schemas.messages import ExecutedNotice, RefineReply, RefineRequest
 
@@ -28,29 +29,20 @@ log = logging.getLogger(__name__)
 ping = implement_ping(Queue.TEACHER)
 
 _settings = get_teacher_settings()
-_deps: flow.Deps | None = None
-_deps_lock = threading.Lock()
+_deps = PerProcess(flow.Deps.default)
 _stop = threading.Event()
-
-
-def deps() -> flow.Deps:
-    global _deps
-    with _deps_lock:
-        if _deps is None:
-            _deps = flow.Deps.default()
-        return _deps
 
 
 @implement(TEACHER_REFINE)
 def refine(message: RefineRequest) -> RefineReply:
     """Ask the teacher to rectify a failed attempt (one round)."""
-    return flow.refine(message, deps())
+    return flow.refine(message, _deps.get())
 
 
 @implement(TEACHER_VALIDATED)
 def validated(message: ExecutedNotice) -> RefineReply:
     """Apply the executor's seen-test verdict on a refinement."""
-    return flow.validated(message, deps())
+    return flow.validated(message, _deps.get())
 
 
 def _resume_loop() -> None:
@@ -68,7 +60,7 @@ def _resume_loop() -> None:
             )
             if lock.acquire(blocking=False):
                 try:
-                    resume_waiting(deps())
+                    resume_waiting(_deps.get())
                 finally:
                     lock.release()
         except Exception:  # noqa: BLE001 - the loop must outlive a database or Redis blip
