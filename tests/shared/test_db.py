@@ -9,19 +9,8 @@ from sqlalchemy import select, text
 from shared.config import get_settings
 from shared.db import make_engine, session_scope
 from shared.models import Task
+from tests.api import factories as f
 from tests.support.sql import DURABLE, durable_writes, recorded, transactions
-
-
-def _add(session) -> int:
-    task = Task(
-        description="d",
-        header="def f():",
-        entry_point="f",
-        seen_tests={"format": "asserts", "asserts": ["assert f() == 1"]},
-    )
-    session.add(task)
-    session.flush()
-    return task.id
 
 
 def _setting(session) -> str:
@@ -31,7 +20,7 @@ def _setting(session) -> str:
 def test_relaxed_scopes_commit_without_waiting_and_are_visible_at_once(db) -> None:
     with recorded() as log, session_scope(durable=False) as s:
         assert _setting(s) == "off"
-        task_id = _add(s)
+        task_id = f.task(s).id
     assert DURABLE not in log
     with session_scope(durable=False) as other:  # another session sees it immediately
         assert other.get(Task, task_id) is not None
@@ -39,7 +28,7 @@ def test_relaxed_scopes_commit_without_waiting_and_are_visible_at_once(db) -> No
 
 def test_a_durable_scope_that_writes_waits_for_the_flush(db) -> None:
     with recorded() as log, session_scope() as s:
-        task_id = _add(s)
+        task_id = f.task(s).id
     [txn] = transactions(log)
     assert txn[-1] == DURABLE  # after the INSERT, in the same transaction, before COMMIT
     assert durable_writes(log, "tasks") == [True]
@@ -58,7 +47,7 @@ def test_core_writes_count_as_writes(db) -> None:
     from sqlalchemy import update
 
     with session_scope() as s:
-        task_id = _add(s)
+        task_id = f.task(s).id
     with recorded() as log, session_scope() as s:
         s.execute(update(Task).where(Task.id == task_id).values(description="e"))
     assert transactions(log)[-1][-1] == DURABLE
@@ -66,10 +55,10 @@ def test_core_writes_count_as_writes(db) -> None:
 
 def test_a_rolled_back_durable_scope_leaves_the_next_one_right(db) -> None:
     with pytest.raises(RuntimeError), session_scope() as s:
-        _add(s)
+        f.task(s)
         raise RuntimeError("boom")
     with recorded() as log, session_scope() as s:
-        _add(s)
+        f.task(s)
     assert durable_writes(log, "tasks") == [True]
     with session_scope(durable=False) as s:
         assert _setting(s) == "off"

@@ -6,7 +6,8 @@ from sqlalchemy.exc import IntegrityError
 from shared.db import session_scope
 from shared.enums import AdapterAlias, AdapterStatus, TestSet
 from shared.errors import Conflict
-from shared.models import Adapter, AdapterAliasRow, Attempt, Execution, Task
+from shared.models import Adapter, AdapterAliasRow, Execution
+from tests.api import factories as f
 
 
 def _adapter(s, name: str) -> Adapter:
@@ -40,29 +41,7 @@ def test_one_alias_one_version(db) -> None:
 
 def test_execution_has_exactly_one_subject(db) -> None:
     with session_scope() as s:
-        task = Task(
-            description="d",
-            header="def f():",
-            entry_point="f",
-            seen_tests={"format": "asserts", "asserts": ["assert f() == 1"]},
-        )
-        s.add(task)
-        s.flush()
-        att = Attempt(
-            task_id=task.id,
-            step=1,
-            model_name="tiny",
-            prompt="p",
-            completion="c",
-            code="c",
-            sampling={},
-            latency_ms=1,
-            prompt_tokens=1,
-            completion_tokens=1,
-        )
-        s.add(att)
-        s.flush()
-        attempt_id = att.id
+        attempt_id = f.attempt(s, f.task(s), outcome=None).id
     with pytest.raises(IntegrityError, match="exactly_one_subject"), session_scope() as s:
         s.add(
             Execution(
