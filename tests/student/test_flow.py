@@ -63,17 +63,20 @@ def steps_of(task_id: int) -> list[tuple[Attempt, dict[TestSet, Execution]]]:
 
 
 def teacher_was_asked(task_id: int, attempt_id: int) -> bool:
-    """teacher.refine for ``attempt_id`` is in the teacher queue, or a teacher already took it
-    (a teacher worker started earlier in the session may be running: only the teacher moves a
-    task on from ``failed``)."""
+    """teacher.refine for ``attempt_id`` is in the teacher queue, held by a teacher worker, or
+    done (a teacher worker started earlier in the session may be running: only the teacher
+    moves a task on from ``failed``)."""
     with session_scope() as s:
         if s.scalar(select(Refinement.id).where(Refinement.attempt_id == attempt_id)):
             return True
         if s.get(Task, task_id).status != TaskStatus.FAILED:
             return True
+    prefix = get_settings().redis_key_prefix
     r = redis.Redis.from_url(get_settings().redis_url)
-    for raw in r.lrange(f"{get_settings().redis_key_prefix}teacher", 0, -1):
-        message = json.loads(raw)
+    queued = [json.loads(raw) for raw in r.lrange(f"{prefix}teacher", 0, -1)]
+    # Taken but not yet acknowledged (late acks): kombu keeps [message, exchange, key].
+    held = [json.loads(raw)[0] for raw in r.hvals(f"{prefix}unacked")]
+    for message in queued + held:
         if message["headers"]["task"] == "teacher.refine":
             args = json.loads(base64.b64decode(message["body"]))[0]
             if args == [{"attempt_id": attempt_id, "round": 1}]:
@@ -100,7 +103,8 @@ def test_failing_student_repairs_with_feedback_then_hands_over(student, executor
     assert a1.prompt == generation_prompt(DESCRIPTION, HEADER)
     assert a2.prompt == refine_prompt(DESCRIPTION, HEADER, a1.code, e1[TestSet.SEEN].feedback)
     assert a3.prompt == refine_prompt(DESCRIPTION, HEADER, a2.code, e2[TestSet.SEEN].feedback)
-    assert teacher_was_asked(task_id, a1.id)
+    # The message moves from the queue to a worker's unacked set in two steps: look again.
+    assert wait_for(lambda: teacher_was_asked(task_id, a1.id), timeout=30)
     if task.status == TaskStatus.FAILED:
         outcome = steps[-1][1][TestSet.SEEN].outcome.value
         assert task.status_reason == f"failed the seen tests at all 3 steps ({outcome})"
