@@ -29,15 +29,13 @@ class Loaded:
     job: Job
 
 
-def seen_execution(
-    session: Session, *, attempt_id: int | None = None, refinement_id: int | None = None
-) -> Execution | None:
-    query = select(Execution).where(Execution.test_set == TestSet.SEEN)
-    if attempt_id is not None:
-        query = query.where(Execution.attempt_id == attempt_id)
-    else:
-        query = query.where(Execution.refinement_id == refinement_id)
-    return session.scalars(query).first()
+def seen_execution(session: Session, refinement_id: int) -> Execution | None:
+    """A refinement's seen-test execution (an attempt's comes with :func:`attempt_with_task`)."""
+    return session.scalars(
+        select(Execution).where(
+            Execution.test_set == TestSet.SEEN, Execution.refinement_id == refinement_id
+        )
+    ).first()
 
 
 Fetched = tuple[Attempt, Task, Execution | None] | tuple[None, None, None]
@@ -113,7 +111,7 @@ def load(
                 f" {prev.validation.value}"
             )
         own = None if reference else solution_in(prev.prompt)
-        prev_seen = seen_execution(session, refinement_id=prev.id)
+        prev_seen = seen_execution(session, prev.id)
         if prev.rejection_reason is RejectionReason.TEACHER_ERROR:
             pass  # the teacher never answered: ask the first question again
         elif prev.code and prev_seen is not None:
