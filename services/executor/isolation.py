@@ -91,7 +91,17 @@ from services.executor.settings import ExecutorSettings
 from shared.errors import SandboxUnavailable
 
 SANDBOX_SOURCE = Path(__file__).resolve().parent / "sandbox"
-SANDBOX_FILES = ("confine.py", "framing.py", "harness.py", "verdict.py", "zygote.py")
+SANDBOX_FILES = (
+    "confine.py",
+    "framing.py",
+    "harness.py",
+    "judge.py",
+    "servant.py",
+    "trial.py",
+    "verdict.py",
+    "wire.py",
+    "zygote.py",
+)
 MOUNT_POINT = "/opt/persd"
 # The slot's OOM-kill counter, bound read-only into the sandbox: the zygote reads it before and
 # after each job to tell a memory kill from any other (a job can read it too: it is its own).
@@ -99,6 +109,8 @@ OOM_CONTROL = "/opt/slot/memory.oom_control"
 CGROUP_V1 = Path("/sys/fs/cgroup")
 # Processes the sandbox itself needs besides the job's: bwrap's init, the zygote, the job's pid 1.
 INFRA_PROCESSES = 4
+# Processes of the judge's sandbox besides the infrastructure: the judge of the running job.
+JUDGE_PROCESSES = 4
 # Memory the slot's cgroup allows beyond the job's cap: the zygote's own pages and slack.
 INFRA_MEMORY = 160 * 1024 * 1024
 
@@ -300,14 +312,14 @@ class SlotCgroups:
     slot's zygote and job together got one task's share, which measurably cut throughput; CPU
     use is bounded by RLIMIT_CPU per process, the process cap and the wall clock instead."""
 
-    def __init__(self, settings: ExecutorSettings, uid: int) -> None:
+    def __init__(self, settings: ExecutorSettings, uid: int, judge: bool = False) -> None:
         name = f"{settings.cgroup_parent}/slot-{uid}"
         self.memory = CGROUP_V1 / "memory" / name
         self.pids = CGROUP_V1 / "pids" / name
-        self.memory_limit = (
-            settings.memory_mb * 1024 * 1024 + settings.scratch_mb * 1024 * 1024 + INFRA_MEMORY
-        )
-        self.pids_max = settings.nproc + INFRA_PROCESSES
+        # The judge has no scratch: it writes nothing.
+        scratch = 0 if judge else settings.scratch_mb * 1024 * 1024
+        self.memory_limit = settings.memory_mb * 1024 * 1024 + scratch + INFRA_MEMORY
+        self.pids_max = (JUDGE_PROCESSES if judge else settings.nproc) + INFRA_PROCESSES
 
     @property
     def paths(self) -> tuple[Path, ...]:
@@ -395,8 +407,14 @@ def seccomp_program(for_job: bool) -> bytes:
 
 
 def bwrap_argv(
-    settings: ExecutorSettings, sandbox_dir: Path, seccomp_fd: int, cgroups: SlotCgroups
+    settings: ExecutorSettings,
+    sandbox_dir: Path,
+    seccomp_fd: int,
+    cgroups: SlotCgroups,
+    judge: bool = False,
 ) -> list[str]:
+    """The sandbox of a slot's program zygote, or (``judge``) of its judge's zygote, which has no
+    scratch and no view of the program's cgroup."""
     argv = [
         _which(settings.bwrap) or settings.bwrap,
         "--unshare-all",  # user, pid, net (loopback only), ipc, uts, cgroup
@@ -416,7 +434,10 @@ def bwrap_argv(
         # Debian resolves libblas/liblapack (numpy) through alternatives symlinks.
         "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
         "--ro-bind", str(sandbox_dir), MOUNT_POINT,
-        "--ro-bind", str(cgroups.memory / "memory.oom_control"), OOM_CONTROL,
+    ]  # fmt: skip
+    if not judge:
+        argv += ["--ro-bind", str(cgroups.memory / "memory.oom_control"), OOM_CONTROL]
+    argv += [
         "--proc", "/proc",
         "--dev", "/dev",
         "--dir", "/scratch",  # each job mounts its own tmpfs here
