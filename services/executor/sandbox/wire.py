@@ -21,6 +21,34 @@ from __future__ import annotations
 import json
 import re
 
+# Bound at import, before any program runs: the program may rebind these in builtins, and the
+# servant encodes with this module in the program's process.
+from builtins import (  # noqa: A004, UP029
+    all,
+    bool,
+    bytes,
+    complex,
+    dict,
+    enumerate,
+    filter,
+    format,
+    frozenset,
+    getattr,
+    int,
+    isinstance,
+    iter,
+    len,
+    list,
+    map,
+    range,
+    reversed,
+    set,
+    str,
+    tuple,
+    type,
+    zip,
+)
+
 SMALL_INT = 1 << 62
 MAX_DEPTH = 200
 MAX_ITEMS = 10_000_000  # elements of one array; a sanity bound, memory is capped anyway
@@ -132,8 +160,14 @@ def _encode_scalar(value, depth: int) -> object:
     return {"ns": [dtype.str, encode(value.item(), depth + 1)]}
 
 
+# Encoder and decoder objects, not json.dumps/json.loads: those look up isinstance in builtins at
+# call time, which a program can replace; iterencode(_one_shot) and decode go straight to C.
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False)
+_DECODER = json.JSONDecoder()
+
+
 def dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=True)
+    return "".join(_ENCODER.iterencode(value, _one_shot=True))
 
 
 # --------------------------------------------------------------------------- decoding
@@ -244,8 +278,8 @@ def _decode_array(body: object, depth: int) -> object:
         raise Malformed("a bad numpy array") from None
 
 
-def loads(text: bytes | str) -> object:
+def loads(line: bytes) -> object:
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
+        return _DECODER.decode(line.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise Malformed("not JSON") from None
