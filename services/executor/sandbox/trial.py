@@ -43,6 +43,8 @@ from harness import (
 # zygote says how), which is no verdict of ours.
 PROGRAM_GONE = 114
 NAME_CHARS = 200
+# Under malloc's mmap threshold: a 1 MiB read buffer costs an mmap and page faults per call.
+READ_BYTES = 64 * 1024
 LOAD_STATUSES = frozenset({SYNTAX_ERROR, RESOURCE_LIMIT})
 _MUTABLE = (list, dict, set) + ((wire._np.ndarray,) if wire._np is not None else ())
 
@@ -144,17 +146,21 @@ class Channel:
             raise ProgramGone from None
 
     def read(self) -> dict:
-        while True:
-            end = self.buffer.find(b"\n")
-            if end >= 0:
-                break
-            try:
-                chunk = os.read(self.fd, 1 << 20)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                raise ProgramGone
-            self.buffer += chunk
+        end = self.buffer.find(b"\n")
+        if end < 0:
+            chunks = [self.buffer]  # joined once: a long line must not cost a copy per chunk
+            while end < 0:
+                try:
+                    chunk = os.read(self.fd, READ_BYTES)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    raise ProgramGone
+                end = chunk.find(b"\n")
+                if end >= 0:
+                    end += sum(len(c) for c in chunks)
+                chunks.append(chunk)
+            self.buffer = b"".join(chunks)
         line, self.buffer = self.buffer[:end], self.buffer[end + 1 :]
         try:
             message = wire.loads(line)
