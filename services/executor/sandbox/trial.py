@@ -1,7 +1,6 @@
 """The judge's side of a job: run the tests, with the program's functions as proxies.
 
-Runs in the judge process (a fork of the judge's zygote, under the judge's own uid, in a sandbox
-of its own). The program runs in another process and another sandbox; the only thing between
+Runs in the judge's zygote (its own uid, its own sandbox; see :mod:`judge`). The program runs in another process and another sandbox; the only thing between
 the two is the job's channel, a socket pair that carries JSON lines. Calling a proxy sends the
 arguments as plain data (:mod:`wire`), waits for the answer, decodes it strictly and returns a
 fresh value of a base type, so every comparison of a test happens here, between values the
@@ -10,14 +9,14 @@ program cannot reach. Arguments the program changed come back and are updated in
 A non-data answer (an object, a lying ``__eq__``) fails the assertion that asked for it, with
 ``OUTPUT: <object of type Foo, not comparable as data>``; an answer that breaks the protocol
 (wrong token, out of order, malformed) ends the job as tampering. Both are reported as forgery.
-Records go to the judge's zygote, which enforces the deadlines and assembles the verdict.
+Records go to the transcript (:mod:`verdict`), which assembles the verdict; deadlines are a
+SIGALRM timer re-armed at each test.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
+import signal
 import time
 
 import harness
@@ -39,9 +38,12 @@ from harness import (
     safe_repr,
 )
 
-# The judge's exit status when the program's end of the channel closed: the program ended (its
-# zygote says how), which is no verdict of ours.
-PROGRAM_GONE = 114
+# How a judging ended: every test judged (or the program failed to load, or broke the protocol);
+# the program's end of the channel closed (its zygote says how the program ended); out of time.
+DONE = "done"
+GONE = "gone"
+TIMEOUT = "timeout"
+WALL = "wall"
 NAME_CHARS = 200
 # Under malloc's mmap threshold: a 1 MiB read buffer costs an mmap and page faults per call.
 READ_BYTES = 64 * 1024
@@ -72,16 +74,33 @@ class ProgramExit(SystemExit):
 # --------------------------------------------------------------------------- records
 
 
+class Deadline(BaseException):
+    """A test (or the job) ran out of time; raised by SIGALRM wherever the judge is, a blocking
+    read of the channel included."""
+
+
+def _on_alarm(_signum, _frame) -> None:
+    raise Deadline
+
+
 class Emitter:
-    def __init__(self, fd: int, token: str) -> None:
-        self.fd = fd
+    """Hands records to the judge's zygote (the transcript) and keeps the deadline of the phase
+    that began last: the per-test timeout, capped by the job's wall clock."""
+
+    def __init__(self, take, token: str, timeout: float, wall_deadline: float) -> None:
+        self.take = take
         self.token = token
+        self.timeout = timeout
+        self.wall_deadline = wall_deadline
 
     def __call__(self, **record: object) -> None:
+        if record["ev"] == "phase":
+            now = record["t"]
+            left = min(now + self.timeout, self.wall_deadline) - now
+            # Again every 50 ms after the first: test code with a bare except cannot swallow it.
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), 0.05)
         record["tok"] = self.token
-        data = memoryview((json.dumps(record, separators=(",", ":")) + "\n").encode())
-        while data:
-            data = data[os.write(self.fd, data) :]
+        self.take(record)
 
 
 # --------------------------------------------------------------------------- the channel
@@ -360,18 +379,27 @@ def _test_globals(plan: Plan, hooks: Hooks, channel: Channel, names: list) -> di
     return scope
 
 
-def run(plan: Plan, job: dict, channel_fd: int, record_fd: int, shm) -> None:
-    """Judge one job; never returns."""
-    emit = Emitter(record_fd, job["token"])
+def run(plan: Plan, job: dict, channel_fd: int, take, shm, started: float) -> str:
+    """Judge one job in this process, handing records to ``take``; returns how it ended."""
+    limits = job["limits"]
+    wall_deadline = started + float(limits["max_job_s"])
+    emit = Emitter(take, job["token"], float(limits["timeout_s"]), wall_deadline)
     channel = Channel(channel_fd, job["token"], emit)
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
     try:
-        _judge(plan, job, channel, emit, shm)
+        try:
+            _judge(plan, job, channel, emit, shm)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
     except Tampered as exc:
         emit(ev="tamper", reason=str(exc))
     except ProgramGone:
-        os._exit(PROGRAM_GONE)
-    sys.stdout.flush()
-    os._exit(0)
+        return GONE
+    except Deadline:
+        return WALL if time.monotonic() >= wall_deadline else TIMEOUT
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    return DONE
 
 
 def _judge(plan: Plan, job: dict, channel: Channel, emit: Emitter, shm) -> None:
@@ -406,7 +434,7 @@ def _judge(plan: Plan, job: dict, channel: Channel, emit: Emitter, shm) -> None:
             hooks.current = k
             try:
                 exec(unit, scope)
-            except (Tampered, ProgramGone):
+            except (Tampered, ProgramGone, Deadline):
                 raise
             except BaseException as exc:  # noqa: BLE001 - every failure of a test is a verdict
                 status, error_type, feedback = classify(exc, hooks, memory_mb)
@@ -427,7 +455,7 @@ def _run_check(plan: Plan, scope: dict, hooks: Hooks, emit: Emitter, memory_mb: 
         if plan.entry_point not in scope:
             raise NameError(f"name {plan.entry_point!r} is not defined")
         check(scope[plan.entry_point])
-    except (Tampered, ProgramGone):
+    except (Tampered, ProgramGone, Deadline):
         raise
     except BaseException as exc:  # noqa: BLE001 - every failure of check is a verdict
         failure = classify(exc, hooks, memory_mb)

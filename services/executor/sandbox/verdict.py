@@ -85,6 +85,13 @@ class Transcript:
         except ValueError:
             self._tamper("a malformed record")
             return False
+        return self.take(record)
+
+    def take(self, record: object) -> bool:
+        """One record; True when a new phase started. The judge hands its records here directly;
+        a stream of them goes through :meth:`feed`."""
+        if self.tampered is not None:
+            return False
         if not isinstance(record, dict) or record.get("tok") != self.token:
             self._tamper("a record without the job's token")
             return False
