@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from services.executor.pool import Slot
 from shared.db import session_scope
 from shared.enums import ExecutionOutcome as O
 from shared.enums import Forgery, TestSet
 from shared.models import Attempt, Execution, Task
 from shared.queues import EXECUTOR_RUN
 from shared.schemas.messages import ExecuteRequest
-from tests.executor.conftest import run, statuses
+from tests.executor.conftest import asserts, run
 from tests.executor.test_cli import persd, write_jsonl
 
 FORMATS = {
@@ -395,18 +396,21 @@ def test_the_threat_model_names_every_forgery_test() -> None:
         assert name in text, name
 
 
-def test_a_judge_crash_is_a_sandbox_error(slot) -> None:
+def test_a_judge_crash_is_a_sandbox_error(settings) -> None:
     """The judge is our infrastructure: its death is never the program's verdict, and the slot
-    goes on (trusted test code that kills its own process stands in for a judge bug)."""
-    crash = {"format": "check", "check": "def check(candidate):\n    import os\n    os._exit(3)\n"}
-    result = run(slot, "def f(x):\n    return x + 1\n", crash)
-    assert result.outcome is O.SANDBOX_ERROR
-    assert result.feedback == "SandboxError: the judge failed (exit status 3)"
-    assert statuses(result) == ["not_run"]
-    killed = {
-        "format": "asserts",
-        "asserts": ["assert __import__('os').kill(__import__('os').getpid(), 9)"],
-    }
-    result = run(slot, "def f(x):\n    return x + 1\n", killed)
-    assert result.feedback == "SandboxError: the judge failed (signal 9)"
-    assert run(slot, "def f(x):\n    return x + 1\n", FORMATS["io"]).outcome is O.PASSED
+    restarts and goes on. Trusted test code that kills the judge's process stands in for a bug of
+    ours; the program is correct."""
+    slot = Slot(settings)
+    try:
+        code = "def f(x):\n    return x + 1\n"
+        for crash in (
+            {"format": "check", "check": "def check(candidate):\n    import os\n    os._exit(3)\n"},
+            asserts("assert __import__('os').kill(__import__('os').getpid(), 9)"),
+        ):
+            result = run(slot, code, crash)
+            assert result.outcome is O.SANDBOX_ERROR
+            assert result.feedback == "SandboxError: the sandbox died"
+        assert slot.stats()["starts"] == 3
+        assert run(slot, code, FORMATS["io"]).outcome is O.PASSED
+    finally:
+        slot.close()
