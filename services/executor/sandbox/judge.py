@@ -36,6 +36,7 @@ import zygote
 SHM_SIZE = 64 * 1024
 PLAN_CACHE = 512
 JUDGE_NPROC = 8  # the judge starts nothing; its sandbox's own processes and a margin
+LEAVE_S = 0.05  # for a program to leave on the end of its channel before it is stopped
 STOP_GRACE_S = 10.0  # past the job's wall clock, a program's zygote that has not answered hangs
 
 
@@ -124,23 +125,27 @@ class JudgeZygote:
                                         duration_ms)}  # fmt: skip
 
     def _await_program(self, token, transcript, ending, limits, started):
-        """How the program ended. After a judging that is over, it is stopped at once; after
-        its end of the channel closed, it has until the running test's deadline to end by itself
-        (a program may close its channel and go on running)."""
+        """How the program ended. Out of time, it is stopped at once. After a judging that is
+        over, it leaves by itself on the end of its channel (one wake-up of its zygote fewer than
+        a stop), or is stopped after a moment. After its end of the channel closed, it has until
+        the running test's deadline to end by itself (a program may close its channel and go on
+        running), then that test timed out."""
         killed = ending if ending in (trial.TIMEOUT, trial.WALL) else None
-        deadline = None
-        if ending == trial.GONE:
+        wall = started + float(limits["max_job_s"])
+        if killed is not None:
+            zygote.send(self.link, {"stop": token})
+            deadline = None
+        elif ending == trial.GONE:
             begun = transcript.phase_started or started
-            wall = started + float(limits["max_job_s"])
             deadline = min(begun + float(limits["timeout_s"]), wall)
         else:
-            zygote.send(self.link, {"stop": token})
-        give_up = time.monotonic() + float(limits["max_job_s"]) + STOP_GRACE_S
+            deadline = time.monotonic() + LEAVE_S
+        give_up = wall + STOP_GRACE_S
         while True:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
-                wall = started + float(limits["max_job_s"])
-                killed = trial.WALL if now >= wall else trial.TIMEOUT
+                if ending == trial.GONE:
+                    killed = trial.WALL if now >= wall else trial.TIMEOUT
                 zygote.send(self.link, {"stop": token})
                 deadline = None
             if now >= give_up:

@@ -29,6 +29,7 @@ import socket
 import sys
 import tempfile
 import time
+from typing import NamedTuple
 
 import confine
 import framing
@@ -57,6 +58,16 @@ def send(link: socket.socket, message: dict, fds: tuple[int, ...] = ()) -> None:
         link.send(data)
 
 
+class Spare(NamedTuple):
+    """A job process cloned and confined ahead of its job, waiting on ``go`` for it."""
+
+    pid: int
+    go: socket.socket
+    out_r: int
+    ready_r: int
+    scratch: str | None
+
+
 class ProgramZygote:
     def __init__(self, link: socket.socket, config: dict) -> None:
         self.link = link
@@ -70,6 +81,7 @@ class ProgramZygote:
         self.oom_before = 0
 
     def serve(self) -> None:
+        self.spare = self._spawn()
         while True:
             request, fds = receive(self.link)
             if request is None:
@@ -79,37 +91,54 @@ class ProgramZygote:
                     os.close(fd)
                 continue
             send(self.link, self.run(request["run"], fds[0]))
+            # The next job's process is cloned and confined now, while the judge assembles this
+            # job's verdict and the caller sends the next: off the next job's critical path.
+            self.spare = self._spawn()
 
-    def run(self, run: dict, channel: int) -> dict:
-        limits = run["limits"]
-        self.oom_before = self._oom_kills()
+    def _spawn(self) -> Spare:
         scratch = tempfile.mkdtemp(dir=self.scratch_root) if not self.isolated else None
         out_r, out_w = os.pipe()
         ready_r, ready_w = os.pipe()
+        go, go_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = confine.clone_into_namespaces(confine.JOB_NAMESPACES if self.isolated else 0)
+        if pid == 0:
+            try:
+                self._enter_job(go_child.fileno(), out_w, ready_w, scratch)
+            except BaseException as exc:  # noqa: BLE001 - reported in the job's output
+                os.write(2, f"persd zygote: job setup failed: {exc!r}\n".encode())
+            finally:
+                os._exit(SETUP_FAILED)
+        for fd in (out_w, ready_w):
+            os.close(fd)
+        go_child.close()
+        return Spare(pid, go, out_r, ready_r, scratch)
+
+    def run(self, run: dict, channel: int) -> dict:
+        limits = run["limits"]
+        spare, self.spare = self.spare, None
+        self.oom_before = self._oom_kills()
         started = time.monotonic()
         try:
-            pid = confine.clone_into_namespaces(confine.JOB_NAMESPACES if self.isolated else 0)
-            if pid == 0:
-                try:
-                    os.close(ready_r)
-                    self._enter_job(limits, channel, out_w, ready_w, scratch)
-                except BaseException as exc:  # noqa: BLE001 - reported in the job's output
-                    os.write(2, f"persd zygote: job setup failed: {exc!r}\n".encode())
-                finally:
-                    os._exit(SETUP_FAILED)
-            for fd in (channel, out_w, ready_w):
-                os.close(fd)
-            killed, status, usage, output = self._supervise(pid, run, limits, out_r, started)
-            os.set_blocking(ready_r, False)
             try:
-                set_up = os.read(ready_r, 1) == b"1"
+                socket.send_fds(spare.go, [json.dumps(limits).encode()], [channel])
+            except OSError:
+                pass  # the spare died: the job is reported as not started
+            finally:
+                os.close(channel)
+                spare.go.close()
+            killed, status, usage, output = self._supervise(
+                spare.pid, run, limits, spare.out_r, started
+            )
+            os.set_blocking(spare.ready_r, False)
+            try:
+                set_up = os.read(spare.ready_r, 1) == b"1"
             except BlockingIOError:
                 set_up = False
         finally:
-            os.close(out_r)
-            os.close(ready_r)
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
+            os.close(spare.out_r)
+            os.close(spare.ready_r)
+            if spare.scratch is not None:
+                shutil.rmtree(spare.scratch, ignore_errors=True)
         detail = output.decode("utf-8", "replace")
         end = self._end(killed, status, usage, limits) if set_up else None
         return {
@@ -121,9 +150,11 @@ class ProgramZygote:
 
     # ------------------------------------------------------------------ inside the job
 
-    def _enter_job(self, limits, channel: int, out_w: int, ready_w: int, scratch) -> None:
+    def _enter_job(self, go: int, out_w: int, ready_w: int, scratch) -> None:
+        """Confine a fresh clone, wait for its job (limits and the channel to the judge), and
+        hand it to the servant."""
+        confine.prctl(confine.PR_SET_PDEATHSIG, signal.SIGKILL)
         if self.isolated:
-            confine.prctl(confine.PR_SET_PDEATHSIG, signal.SIGKILL)
             # Our /proc files are root-owned while non-dumpable; the job must write its own id
             # maps and oom score, then it stays dumpable (only its own processes can see it).
             confine.prctl(confine.PR_SET_DUMPABLE, 1)
@@ -149,11 +180,21 @@ class ProgramZygote:
         os.dup2(null, 0)
         os.dup2(out_w, 1)
         os.dup2(out_w, 2)
-        # Not inherited across exec: a program the job starts cannot speak to the judge.
-        os.dup2(channel, 3, inheritable=False)
-        os.write(ready_w, b"1")  # from here on, a failure is the program's
-        os.closerange(4, 65536)  # the link, the zygote's pipes
+        os.dup2(go, 3, inheritable=False)
+        os.dup2(ready_w, 4, inheritable=False)
+        os.closerange(5, 65536)  # the link, the zygote's pipes
         os.chdir(workdir)
+        waiting = socket.socket(fileno=3)
+        data, fds, _flags, _addr = socket.recv_fds(waiting, MAX_MESSAGE, 1)
+        waiting.detach()  # fd 3 becomes the channel below
+        if not data or len(fds) != 1:
+            os._exit(SETUP_FAILED)  # the zygote gave up on this spare
+        limits = json.loads(data)
+        # Not inherited across exec: a program the job starts cannot speak to the judge.
+        os.dup2(fds[0], 3, inheritable=False)
+        os.close(fds[0])
+        os.write(4, b"1")  # from here on, a failure is the program's
+        os.close(4)
         address_space = confine.vm_size() + limits["memory_mb"] * 1024 * 1024
         confine.set_rlimits(limits, address_space)
         if self.isolated:
