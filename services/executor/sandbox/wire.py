@@ -94,7 +94,7 @@ _ITEMS = type({}.items())
 
 
 def _type_name(value: object) -> str:
-    name = getattr(type(value), "__qualname__", None)
+    name = getattr(type(value), "__name__", None)
     return name if isinstance(name, str) else "object"
 
 
