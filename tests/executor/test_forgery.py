@@ -414,3 +414,41 @@ def test_a_judge_crash_is_a_sandbox_error(settings) -> None:
         assert run(slot, code, FORMATS["io"]).outcome is O.PASSED
     finally:
         slot.close()
+
+
+TOKEN = "import os, sys, time\ntoken = sys._getframe(1).f_locals['token']\n"
+
+
+@pytest.mark.parametrize(
+    ("code", "outcome", "feedback"),
+    [
+        (  # an endless line: more than the program could build in its memory
+            "import os\nchunk = b'x' * (1 << 20)\nwhile True:\n    os.write(3, chunk)\n",
+            O.RESOURCE_LIMIT,
+            "MemoryError: memory limit of 256 MiB exceeded",
+        ),
+        (  # an exception of a base that cannot be raised without arguments
+            TOKEN + "def f(x):\n"
+            '    os.write(3, (\'{"tok": "%s", "seq": 1, "exc": {"name": "A",'
+            ' "module": "m", "base": "BaseExceptionGroup", "msg": "m"}}\\n\' % token)'
+            ".encode())\n"
+            "    time.sleep(30)\n",
+            O.ERROR,
+            "m.A: m",
+        ),
+        (  # nesting deeper than any data
+            TOKEN + "def f(x):\n"
+            '    os.write(3, (\'{"tok": "%s", "seq": 1, "ret": %s}\\n\''
+            " % (token, '[' * 5000 + ']' * 5000)).encode())\n"
+            "    time.sleep(30)\n",
+            O.ERROR,
+            "HarnessTampering: the program interfered with the test harness (a malformed record)",
+        ),
+    ],
+    ids=["endless_line", "unraisable_exception", "deep_nesting"],
+)
+def test_hostile_answers_are_the_programs_verdict_not_a_judge_crash(
+    pool, code, outcome, feedback
+) -> None:
+    result = run(pool, code, FORMATS["asserts"], timeout_s=1)
+    assert (result.outcome, result.feedback) == (outcome, feedback)

@@ -45,6 +45,7 @@ GONE = "gone"
 TIMEOUT = "timeout"
 WALL = "wall"
 NAME_CHARS = 200
+REBUILT_CLASSES = 1000
 # Under malloc's mmap threshold: a 1 MiB read buffer costs an mmap and page faults per call.
 READ_BYTES = 64 * 1024
 LOAD_STATUSES = frozenset({SYNTAX_ERROR, RESOURCE_LIMIT})
@@ -129,29 +130,39 @@ def rebuild(info: object) -> BaseException:
     base_cls = harness.PRISTINE_BUILTINS.get(base)
     if not (isinstance(base_cls, type) and issubclass(base_cls, BaseException)):
         base_cls = Exception
-    key = (base_cls, name, module)
-    cls = _REBUILT.get(key)
-    if cls is None:
-        namespace = {"__module__": module, "__qualname__": name, "__str__": _message_str}
+    try:
+        exc = _instance(base_cls, name, module)
+    except (TypeError, ValueError):  # a base that needs arguments, a name with a NUL in it
         try:
-            cls = type(name.rpartition(".")[2] or "Exception", (base_cls,), namespace)
-        except TypeError:
-            cls = type(name.rpartition(".")[2] or "Exception", (Exception,), namespace)
-        _REBUILT[key] = cls
-    exc = cls.__new__(cls)
+            exc = _instance(Exception, name, module)
+        except (TypeError, ValueError):
+            raise Tampered("a malformed exception") from None
     exc.args = (message,)
     exc.persd_message = message
     errno = info.get("errno")
-    if type(errno) is int and issubclass(cls, OSError):
+    if type(errno) is int and isinstance(exc, OSError):
         exc.errno = errno
     return exc
 
 
+def _instance(base: type, name: str, module: str) -> BaseException:
+    key = (base, name, module)
+    cls = _REBUILT.get(key)
+    if cls is None:
+        if len(_REBUILT) > REBUILT_CLASSES:
+            _REBUILT.clear()  # a program can name any number of classes
+        namespace = {"__module__": module, "__qualname__": name, "__str__": _message_str}
+        cls = type(name.rpartition(".")[2] or "Exception", (base,), namespace)
+        _REBUILT[key] = cls
+    return cls.__new__(cls)
+
+
 class Channel:
-    def __init__(self, fd: int, token: str, emit: Emitter) -> None:
+    def __init__(self, fd: int, token: str, emit: Emitter, max_line: int) -> None:
         self.fd = fd
         self.token = token
         self.emit = emit
+        self.max_line = max_line
         self.buffer = b""
         self.seq = 0
         self.flagged = False
@@ -179,6 +190,10 @@ class Channel:
                 if end >= 0:
                     end += sum(len(c) for c in chunks)
                 chunks.append(chunk)
+                if end < 0 and len(chunks) * READ_BYTES > self.max_line:
+                    # More than the program could honestly build in its memory limit; the
+                    # judge must not run out of memory reading it.
+                    raise MemoryError
             self.buffer = b"".join(chunks)
         line, self.buffer = self.buffer[:end], self.buffer[end + 1 :]
         try:
@@ -384,7 +399,9 @@ def run(plan: Plan, job: dict, channel_fd: int, take, shm, started: float) -> st
     limits = job["limits"]
     wall_deadline = started + float(limits["max_job_s"])
     emit = Emitter(take, job["token"], float(limits["timeout_s"]), wall_deadline)
-    channel = Channel(channel_fd, job["token"], emit)
+    # A line of JSON cannot be larger than the memory the program had to build it in; a quarter
+    # of it leaves the judge (with the same limit) room to decode.
+    channel = Channel(channel_fd, job["token"], emit, limits["memory_mb"] * 1024 * 1024 // 4)
     previous = signal.signal(signal.SIGALRM, _on_alarm)
     try:
         try:
@@ -408,7 +425,13 @@ def _judge(plan: Plan, job: dict, channel: Channel, emit: Emitter, shm) -> None:
     emit(ev="phase", k=-1, t=time.monotonic())
     channel.send({"code": job["code"], "tok": job["token"], "entry": plan.entry_point,
                   "memory_mb": memory_mb})  # fmt: skip
-    loaded = channel.read()
+    try:
+        loaded = channel.read()
+    except MemoryError:
+        feedback = f"MemoryError: memory limit of {memory_mb} MiB exceeded"
+        emit(ev="program", status=RESOURCE_LIMIT, error_type="MemoryError", feedback=feedback)
+        emit(ev="done")
+        return
     event = loaded.get("ev")
     if event == "program":
         status, etype, feedback = (loaded.get(k) for k in ("status", "error_type", "feedback"))
