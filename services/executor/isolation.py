@@ -110,6 +110,7 @@ from shared.errors import SandboxUnavailable
 
 SANDBOX_SOURCE = Path(__file__).resolve().parent / "sandbox"
 SANDBOX_FILES = (
+    "channel.py",
     "confine.py",
     "framing.py",
     "harness.py",

@@ -33,7 +33,7 @@ import trial
 import verdict
 import zygote
 
-SHM_SIZE = 64 * 1024
+PROGRESS_SIZE = 64 * 1024
 PLAN_CACHE = 512
 JUDGE_NPROC = 8  # the judge starts nothing; its sandbox's own processes and a margin
 LEAVE_S = 0.05  # for a program to leave on the end of its channel before it is stopped
@@ -50,7 +50,7 @@ class JudgeZygote:
         self.plans: collections.OrderedDict[str, harness.Plan] = collections.OrderedDict()
         # Check-format progress: which assertions ran and passed, to say after a timeout which
         # one was running.
-        self.progress = bytearray(SHM_SIZE)
+        self.progress = bytearray(PROGRESS_SIZE)
         self.confined = False
 
     def serve(self) -> None:
@@ -102,7 +102,7 @@ class JudgeZygote:
         self.confine(limits)
         token = os.urandom(16).hex()
         job = dict(job, token=token)
-        n = min(len(plan.sites), SHM_SIZE)
+        n = min(len(plan.sites), PROGRESS_SIZE)
         self.progress[:n] = bytes(n)
         transcript = verdict.Transcript(plan.format, len(plan.tests), token)
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -175,7 +175,7 @@ class JudgeZygote:
             end = program_end if limit_hit else {"kind": "exit", "code": 0}
         else:
             end = program_end
-        progress = bytes(self.progress[: min(len(plan.sites), SHM_SIZE)])
+        progress = bytes(self.progress[: min(len(plan.sites), PROGRESS_SIZE)])
         result = verdict.assemble(plan.tests, transcript, end, limits, progress)
         if result["outcome"] not in (verdict.PASSED, verdict.RESOURCE_LIMIT) and report["oom"]:
             # A process of the job was killed for memory while the job itself went on: its

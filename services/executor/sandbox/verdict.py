@@ -1,11 +1,12 @@
 """From a job's record stream and the way it ended to the result the caller gets.
 
-Runs in the judge's zygote. The judge streams records over a pipe; :class:`Transcript` accepts
-only the sequence an honest judge writes (right token, phases in order, one result per test,
-``done`` last) and flags anything else as tampering, which is an error, never a pass. The judge
-itself reports a program that broke the channel's protocol (``tamper``) and a non-data answer
-(``forgery``); both set :attr:`Transcript.forgery`, which the result carries so that the teacher
-never trains on such a program. A job passes only when ``done`` arrived and every test passed.
+Runs in the judge's zygote, which hands its records to :class:`Transcript` as it judges (or
+feeds it a stream of them). The transcript accepts only the sequence an honest judge writes
+(right token, phases in order, one result per test, ``done`` last) and flags anything else as
+tampering, which is an error, never a pass. The judge itself reports a program that broke the
+channel's protocol (``tamper``) and a non-data answer (``forgery``); both set
+:attr:`Transcript.forgery`, which the result carries so that the teacher never trains on such a
+program. A job passes only when ``done`` arrived and every test passed.
 """
 
 from __future__ import annotations
