@@ -60,7 +60,7 @@ T14 Verdicts: a job passes only if its judge's end record arrives after every te
     printing_what_a_harness_prints_forges_nothing, writing_forged_records_is_tampering,
     closing_the_record_channel_is_tampering, fork_in_the_program_does_not_duplicate_results]
 T15 A program cannot forge its verdict. The tests, the expected values and every comparison live
-    in a judge process that the program's memory never holds: the judge's zygote runs in a
+    in the judge, never in the program's memory: the judge's zygote runs in a
     sandbox of its own (bubblewrap, seccomp, rlimits, cgroups) as the slot's second uid, with no
     writable mount and no view of the program's sandbox. The judge calls the program's functions
     through the job's channel; arguments and answers cross as plain data (sandbox/wire.py:
@@ -78,11 +78,13 @@ T15 A program cannot forge its verdict. The tests, the expected values and every
     forged_records_on_any_fd_are_tampering, replaying_an_earlier_jobs_record_is_tampering,
     exiting_early_is_never_a_pass, a_forked_helper_cannot_answer_for_the_program]
     A judge that fails (our code, or trusted test code that crashes it) is a sandbox_error, never
-    the program's verdict. [a_judge_crash_is_a_sandbox_error]
+    the program's verdict; no answer a program can send crashes it (oversized lines are a
+    resource limit, malformed ones tampering). [a_judge_crash_is_a_sandbox_error,
+    hostile_answers_are_the_programs_verdict_not_a_judge_crash]
 
-Not covered (stated, not hidden): a program can still pass by computing the expected answers
-(hard-coding the seen tests' values: the teacher's static guard RejectionReason.HARDCODES_EXPECTED
-is the answer to that). Tests that need the program's objects rather than data (a test that builds
+Not covered (stated, not hidden): a program can still pass by answering the seen tests' expected
+values without solving the task (hard-coding them: the teacher's static guard
+RejectionReason.HARDCODES_EXPECTED is the answer to that). Tests that need the program's objects rather than data (a test that builds
 a program-defined class, or reads a program's global variable) cannot see them: only the
 program's callables are bound in the judge, and what they return must be data.
 

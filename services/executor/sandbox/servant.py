@@ -47,7 +47,7 @@ CHANNEL_LOST = 113
 MAX_NAMES = 1000
 # Under malloc's mmap threshold: a 1 MiB read buffer costs an mmap and page faults per call.
 READ_BYTES = 64 * 1024
-MESSAGE_CHARS = 4000  # of an exception's message (feedback keeps 300)
+MESSAGE_CHARS = 100_000  # of an exception's message: feedback keeps 50 words, 300 characters
 
 # Arguments that a call may change in place, sent back so that in-place tasks still work.
 _STREAMS = (sys.stdout, sys.stderr)  # the originals: the program may replace sys.stdout
