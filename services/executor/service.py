@@ -89,6 +89,7 @@ def _row(request: ExecuteRequest, test_set: TestSet, result: ExecutionResult) ->
         "feedback": result.feedback,
         "error_type": result.error_type,
         "duration_ms": result.duration_ms,
+        "forgery": result.forgery,
     }
 
 

@@ -1,9 +1,11 @@
 """The slot host: the root-side supervisor of one sandbox slot, in a process of its own.
 
 ``python -m services.executor.slothost FD``, started by :class:`services.executor.pool.Slot` with
-one end of a SOCK_SEQPACKET socket pair inherited as file descriptor FD. It leases the slot's uid, creates its cgroups, starts
-the zygote under bubblewrap and hands the caller the zygote's two pipes (SCM_RIGHTS): jobs then go
-from the caller straight to the zygote, with no process in between to wake up. The slot host only
+one end of a SOCK_SEQPACKET socket pair inherited as file descriptor FD. It leases two uids, one
+for the program and one for its judge, creates their cgroups, starts a zygote for each under
+bubblewrap, linked by a socket pair, and hands the caller the judge's zygote's two pipes
+(SCM_RIGHTS): jobs then go from the caller straight to the judge, with no process in between to
+wake up. The slot host only
 acts when asked: it restarts a sandbox that died or hung (saying whether the memory cgroup killed
 it) and reports stats. It is a process of its own, not a thread of the caller, because it must
 fork with a ``preexec_fn`` (unsafe in a threaded process), be a child subreaper, and reap.
@@ -48,6 +50,122 @@ def _prctl(option: int, arg: int) -> None:
         raise OSError(ctypes.get_errno(), f"prctl {option}")
 
 
+class Sandbox:
+    """One bubblewrap sandbox of the slot and its zygote: the program's or the judge's, each with
+    its own uid and cgroups."""
+
+    def __init__(self, settings: ExecutorSettings, isolated: bool, judge: bool) -> None:
+        self.settings = settings
+        self.judge = judge
+        self.lease: isolation.UidLease | None = None
+        self.cgroups: isolation.SlotCgroups | None = None
+        self.proc: subprocess.Popen | None = None
+        self.zygote_pid: int | None = None
+        if isolated:
+            self.lease = isolation.UidLease.acquire(settings)
+            self.cgroups = isolation.SlotCgroups(settings, self.lease.uid, judge=judge)
+            self.cgroups.create()
+
+    def launch(self, sandbox_dir: Path, seccomp: bytes | None, link: int) -> None:
+        s = self.settings
+        if self.lease is not None:
+            bpf_path = s.runtime_dir / f"seccomp-{os.getpid()}-{int(self.judge)}.bpf"
+            bpf_path.write_bytes(seccomp)
+            bpf_fd = os.open(bpf_path, os.O_RDONLY)
+            bpf_path.unlink()
+            nproc = isolation.JUDGE_PROCESSES if self.judge else s.nproc
+            try:
+                self.proc = subprocess.Popen(
+                    isolation.bwrap_argv(s, sandbox_dir, bpf_fd, self.cgroups, judge=self.judge),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    pass_fds=(bpf_fd, link),
+                    env={"PATH": "/usr/bin:/bin"},
+                    start_new_session=True,
+                    preexec_fn=isolation.drop_to_slot(
+                        self.cgroups, self.lease.uid, nproc + isolation.INFRA_PROCESSES
+                    ),
+                )
+            finally:
+                os.close(bpf_fd)
+        else:
+            scratch_root = s.runtime_dir / "insecure-scratch"
+            scratch_root.mkdir(parents=True, exist_ok=True)
+            python = s.python if Path(s.python).is_file() else sys.executable
+            self.proc = subprocess.Popen(
+                [python, "-s", "-B", str(sandbox_dir / "zygote.py")],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                pass_fds=(link,),
+                env=isolation.sandbox_env()
+                | {"HOME": str(scratch_root), "TMPDIR": str(scratch_root)},
+                cwd=str(scratch_root),
+                start_new_session=True,
+            )
+
+    def config(self, seccomp_job: bytes | None, link: int) -> dict:
+        s = self.settings
+        config: dict = {"role": "judge" if self.judge else "program", "link": link}
+        if self.lease is not None:
+            config |= {"isolated": True, "seccomp": seccomp_job.hex()}
+            if not self.judge:
+                config |= {
+                    "scratch_bytes": s.scratch_mb * 1024 * 1024,
+                    "oom_control": isolation.OOM_CONTROL,
+                }
+        else:
+            config |= {
+                "isolated": False,
+                "scratch_bytes": s.scratch_mb * 1024 * 1024,
+                "scratch_root": str(s.runtime_dir / "insecure-scratch"),
+            }
+        return config
+
+    @property
+    def pipes(self) -> tuple[int, int]:
+        return self.proc.stdin.fileno(), self.proc.stdout.fileno()
+
+    def ready(self) -> None:
+        """Wait for the zygote's ``ready``."""
+        _job_w, result_r = self.pipes
+        ready, _, _ = select.select([result_r], [], [], START_TIMEOUT_S)
+        try:
+            reply = framing.read_frame(result_r) if ready else None
+        except framing.ChannelClosed:
+            reply = None
+        if not isinstance(reply, dict) or not reply.get("ready"):
+            role = "judge" if self.judge else "program"
+            raise SandboxUnavailable(f"the {role} sandbox did not start: {reply!r}")
+        self.zygote_pid = reply["pid"]
+
+    def close_pipes(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        status = self.proc.poll()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.close_pipes()
+        self.proc = None
+        if self.cgroups is not None:
+            self.cgroups.kill_all()
+        if self.lease is not None:
+            isolation.kill_uid(self.lease.uid)
+        return status
+
+    def close(self) -> None:
+        self.stop()
+        if self.cgroups is not None:
+            self.cgroups.remove()
+        if self.lease is not None:
+            self.lease.release()
+
+
 class SlotHost:
     def __init__(self, settings: ExecutorSettings) -> None:
         self.settings = settings
@@ -60,15 +178,15 @@ class SlotHost:
                 + "; ".join(self.missing)
                 + " (set EXECUTOR_ALLOW_INSECURE=true only for code you trust)"
             )
-        self.lease: isolation.UidLease | None = None
-        self.cgroups: isolation.SlotCgroups | None = None
-        self.sandbox: subprocess.Popen | None = None
         self.starts = 0
-        self.zygote_pid: int | None = None
+        self.seccomp_sandbox = self.seccomp_job = None
+        self.program = Sandbox(settings, self.isolated, judge=False)
+        try:
+            self.judge = Sandbox(settings, self.isolated, judge=True)
+        except BaseException:
+            self.program.close()
+            raise
         if self.isolated:
-            self.lease = isolation.UidLease.acquire(settings)
-            self.cgroups = isolation.SlotCgroups(settings, self.lease.uid)
-            self.cgroups.create()
             self.seccomp_sandbox = isolation.seccomp_program(for_job=False)
             self.seccomp_job = isolation.seccomp_program(for_job=True)
         else:
@@ -76,99 +194,60 @@ class SlotHost:
             print(self.warning, file=sys.stderr, flush=True)
         self.sandbox_dir = isolation.install_sandbox_files(settings.runtime_dir)
 
+    @property
+    def lease(self) -> isolation.UidLease | None:
+        return self.program.lease
+
+    @property
+    def cgroups(self) -> isolation.SlotCgroups | None:
+        return self.program.cgroups
+
     # ------------------------------------------------------------------ sandbox lifecycle
 
     def start(self) -> tuple[int, int]:
-        """Start bwrap + zygote; returns the caller's ends of its pipes (job in, result out)."""
-        s = self.settings
-        if self.isolated:
-            bpf_path = s.runtime_dir / f"seccomp-{os.getpid()}.bpf"
-            bpf_path.write_bytes(self.seccomp_sandbox)
-            bpf_fd = os.open(bpf_path, os.O_RDONLY)
-            bpf_path.unlink()
-            try:
-                self.sandbox = subprocess.Popen(
-                    isolation.bwrap_argv(s, self.sandbox_dir, bpf_fd, self.cgroups),
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    pass_fds=(bpf_fd,),
-                    env={"PATH": "/usr/bin:/bin"},
-                    start_new_session=True,
-                    preexec_fn=isolation.drop_to_slot(
-                        self.cgroups, self.lease.uid, s.nproc + isolation.INFRA_PROCESSES
-                    ),
-                )
-            finally:
-                os.close(bpf_fd)
-            config = {
-                "isolated": True,
-                "seccomp": self.seccomp_job.hex(),
-                "scratch_bytes": s.scratch_mb * 1024 * 1024,
-                "oom_control": isolation.OOM_CONTROL,
-            }
-        else:
-            scratch_root = s.runtime_dir / "insecure-scratch"
-            scratch_root.mkdir(parents=True, exist_ok=True)
-            python = s.python if Path(s.python).is_file() else sys.executable
-            self.sandbox = subprocess.Popen(
-                [python, "-s", "-B", str(self.sandbox_dir / "zygote.py")],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env=isolation.sandbox_env()
-                | {"HOME": str(scratch_root), "TMPDIR": str(scratch_root)},
-                cwd=str(scratch_root),
-                start_new_session=True,
-            )
-            config = {
-                "isolated": False,
-                "scratch_bytes": s.scratch_mb * 1024 * 1024,
-                "scratch_root": str(scratch_root),
-            }
-        self.starts += 1
-        job_w, result_r = self.sandbox.stdin.fileno(), self.sandbox.stdout.fileno()
-        framing.write_frame(job_w, config)
-        ready, _, _ = select.select([result_r], [], [], START_TIMEOUT_S)
+        """Start both sandboxes, linked; returns the caller's ends of the judge's pipes (job in,
+        result out): the caller only ever talks to the judge."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            reply = framing.read_frame(result_r) if ready else None
-        except framing.ChannelClosed:
-            reply = None
-        if not isinstance(reply, dict) or not reply.get("ready"):
+            for sandbox, link in ((self.program, ours), (self.judge, theirs)):
+                sandbox.launch(self.sandbox_dir, self.seccomp_sandbox, link.fileno())
+            for sandbox, link in ((self.program, ours), (self.judge, theirs)):
+                framing.write_frame(
+                    sandbox.pipes[0], sandbox.config(self.seccomp_job, link.fileno())
+                )
+        finally:
+            ours.close()  # the zygotes hold the link now
+            theirs.close()
+        self.starts += 1
+        try:
+            self.program.ready()
+            self.judge.ready()
+        except SandboxUnavailable:
             self.stop_sandbox()
-            raise SandboxUnavailable(f"the sandbox did not start: {reply!r}")
-        self.zygote_pid = reply["pid"]
-        return job_w, result_r
+            raise
+        return self.judge.pipes
 
     def handed_over(self) -> None:
-        """The caller has its own copies of the pipes now; ours must go, or the caller would
-        never see the end of a zygote that died."""
-        self.sandbox.stdin.close()
-        self.sandbox.stdout.close()
+        """The caller has its own copies of the judge's pipes now; ours must go, or the caller
+        would never see the end of a zygote that died. Nobody writes to the program's zygote's
+        pipes after its config."""
+        self.judge.close_pipes()
+        self.program.close_pipes()
 
     def stop_sandbox(self) -> int | None:
-        """Kill the sandbox; returns bwrap's exit status (the zygote's, if it ended first)."""
-        if self.sandbox is None:
-            return None
-        status = self.sandbox.poll()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.sandbox.pid, signal.SIGKILL)
-        self.sandbox.wait()
-        for stream in (self.sandbox.stdin, self.sandbox.stdout):
-            with contextlib.suppress(OSError):
-                stream.close()
-        self.sandbox = None
-        if self.cgroups is not None:
-            self.cgroups.kill_all()
-        if self.lease is not None:
-            isolation.kill_uid(self.lease.uid)
+        """Kill both sandboxes; returns the program's bwrap's exit status (its zygote's, if it
+        ended first)."""
+        status = self.program.stop()
+        self.judge.stop()
         self.reap()
         return status
 
     def restart(self, reason: str) -> dict:
         oom_before = self._oom_seen
-        if reason == "died" and self.sandbox is not None:
+        if reason == "died" and self.program.proc is not None:
             # bwrap exits with the zygote's status a moment after the zygote's pipes close.
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.sandbox.wait(timeout=2)
+                self.program.proc.wait(timeout=2)
         status = self.stop_sandbox()
         oom = self.cgroups is not None and self.cgroups.oom_kills() > oom_before
         if oom and status in (None, 128 + signal.SIGKILL, -signal.SIGKILL):
@@ -192,11 +271,9 @@ class SlotHost:
         self._oom_at_start = self.cgroups.oom_kills() if self.cgroups else 0
 
     def close(self) -> None:
-        self.stop_sandbox()
-        if self.cgroups is not None:
-            self.cgroups.remove()
-        if self.lease is not None:
-            self.lease.release()
+        self.program.close()
+        self.judge.close()
+        self.reap()
 
     def reap(self) -> None:
         """We are a child subreaper: sandbox processes orphaned by a dying bwrap come to us, and
@@ -210,13 +287,17 @@ class SlotHost:
                 return
 
     def stats(self) -> dict:
+        program, judge = self.program, self.judge
         return {
-            "uid": self.lease.uid if self.lease else os.geteuid(),
+            "uid": program.lease.uid if program.lease else os.geteuid(),
+            "judge_uid": judge.lease.uid if judge.lease else os.geteuid(),
             "isolated": self.isolated,
             "starts": self.starts,
-            "zygote_pid": self.zygote_pid,
-            "sandbox_pid": self.sandbox.pid if self.sandbox else None,
-            "cgroups": [str(p) for p in self.cgroups.paths] if self.cgroups else [],
+            "zygote_pid": program.zygote_pid,
+            "sandbox_pid": program.proc.pid if program.proc else None,
+            "judge_zygote_pid": judge.zygote_pid,
+            "judge_sandbox_pid": judge.proc.pid if judge.proc else None,
+            "cgroups": [str(p) for sb in (program, judge) if sb.cgroups for p in sb.cgroups.paths],
         }
 
 

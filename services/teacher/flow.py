@@ -317,7 +317,7 @@ def validated(notice: ExecutedNotice, deps: Deps) -> RefineReply:
             # Our infrastructure failed, not the teacher's code: no verdict, nothing lost.
             log.error("refinement %s: sandbox error, left pending: %s", ref.id, execution.feedback)
             return _reply(session, ref)
-        rejection = after_execution(execution.outcome, execution.feedback)
+        rejection = after_execution(execution.outcome, execution.feedback, execution.forgery)
         if rejection is not None:
             return _reject(session, deps.settings, ref, rejection, ref.teacher_backend in OFFLINE)
         return _accept(session, deps.settings, ref)

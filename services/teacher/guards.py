@@ -5,7 +5,8 @@ the seen tests is necessary but not sufficient: a reply can pass by leaving befo
 (early exit), by tampering with the test harness, or by branching on the very inputs the tests
 use and returning their expected values. And a reply equal to the student's own attempt teaches
 nothing. The static checks here read the code's AST and need no execution; the executor reports
-dynamic early exits (``ExecutionOutcome.EARLY_EXIT``), which :func:`after_execution` maps.
+dynamic early exits (``ExecutionOutcome.EARLY_EXIT``) and suspected forgery of the verdict
+(``Execution.forgery``), which :func:`after_execution` maps.
 
 These are heuristics with a bias against false rejections: a legitimate base case
 (``if n == 0: return 1``) is not hard-coding, so trivial literals and literals the student's
@@ -21,7 +22,7 @@ from typing import Any
 
 from services.teacher.program import normalised
 from services.teacher.testcases import Case
-from shared.enums import ExecutionOutcome, RejectionReason
+from shared.enums import ExecutionOutcome, Forgery, RejectionReason
 
 
 @dataclass(frozen=True)
@@ -317,8 +318,23 @@ def static_check(
     )
 
 
-def after_execution(outcome: ExecutionOutcome, feedback: str) -> Rejection | None:
-    """The verdict of the seen-test run; None when it passed."""
+FORGERIES = {
+    Forgery.NON_DATA: "answered a test with an object that is not plain data",
+    Forgery.TAMPERING: "tampered with its channel to the judge",
+}
+
+
+def after_execution(
+    outcome: ExecutionOutcome, feedback: str, forgery: Forgery | None = None
+) -> Rejection | None:
+    """The verdict of the seen-test run; None when it passed. A run the judge flagged as forging
+    is rejected as such whatever its outcome: a program that tries to forge its verdict must
+    never be taught, even where the forgery failed."""
+    if forgery is not None:
+        return Rejection(
+            RejectionReason.FORGED_VERDICT,
+            f"the program {FORGERIES[forgery]}: {feedback}".rstrip(": "),
+        )
     if outcome is ExecutionOutcome.PASSED:
         return None
     if outcome is ExecutionOutcome.EARLY_EXIT:

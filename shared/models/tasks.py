@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from shared.enums import ExecutionOutcome, TaskStatus, TestSet
+from shared.enums import ExecutionOutcome, Forgery, TaskStatus, TestSet
 from shared.models.base import Base, created_at_column, enum_column, utcnow
 
 
@@ -111,6 +111,9 @@ class Execution(Base):
     feedback: Mapped[str] = mapped_column(Text)  # PERsD feedback of the first failure; "" if passed
     error_type: Mapped[str | None] = mapped_column(String(100))  # e.g. AssertionError, NameError
     duration_ms: Mapped[float] = mapped_column(Float)
+    # Set when the judge suspects the program of forging its verdict; such a run never passes,
+    # and the teacher never turns its program into an example.
+    forgery: Mapped[Forgery | None] = enum_column(Forgery, nullable=True)
 
     attempt: Mapped[Attempt | None] = relationship(back_populates="executions")
 

@@ -33,8 +33,20 @@ def observe(runner, body: str, expected: str, timeout_s: float | None = None):
 
 
 def baseline(slot: Slot) -> set[int]:
-    """The slot's processes on the host while idle: bwrap, bwrap's init, the zygote."""
-    return set(processes_of_uid(slot.info["uid"]))
+    """The slot's program processes on the host while idle: bwrap, bwrap's init, the zygote. The
+    zygote's child (the next job's process, cloned ahead of its job, a new one after every job)
+    is left out; anything a job left behind would be reparented to bwrap's init and counted."""
+    pids = set(processes_of_uid(slot.info["uid"]))
+    return {p for p in pids if not _parent_is_python(p)}
+
+
+def _parent_is_python(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        parent = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
+        return Path(f"/proc/{parent}/cmdline").read_bytes().startswith(b"/usr/bin/python3")
+    except (OSError, StopIteration):
+        return False
 
 
 # ----------------------------------------------------------------- T1 identity

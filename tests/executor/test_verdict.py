@@ -114,3 +114,23 @@ def test_unexplained_kill_and_memory_kill() -> None:
     memory = verdict.assemble(TESTS, t, {"kind": "memory"}, LIMITS)
     assert memory["outcome"] == "resource_limit"
     assert memory["feedback"] == "MemoryError: memory limit of 512 MiB exceeded"
+
+
+def test_the_judges_tamper_and_forgery_records_flag_forgery() -> None:
+    honest = transcript(records(*HONEST))
+    result = verdict.assemble(TESTS, honest, {"kind": "exit", "code": 0}, LIMITS)
+    assert result["forgery"] is None
+    tampered = transcript(records(HONEST[0], {"ev": "tamper", "reason": "a reply out of order"}))
+    result = verdict.assemble(TESTS, tampered, {"kind": "exit", "code": 0}, LIMITS)
+    assert (result["outcome"], result["forgery"]) == ("error", verdict.TAMPERING)
+    assert result["feedback"].endswith("(a reply out of order)")
+    failed = {"ev": "test", "k": 0, "status": "failed", "error_type": "AssertionError",
+              "feedback": "AssertionError\nINPUT: f(1)\nOUTPUT: <object of type X, not comparable"
+              " as data>\nEXPECTED: 1"}  # fmt: skip
+    non_data = transcript(records(*HONEST[:2], {"ev": "forgery", "kind": "non_data"}, failed,
+                                  *HONEST[3:]))  # fmt: skip
+    result = verdict.assemble(TESTS, non_data, {"kind": "exit", "code": 0}, LIMITS)
+    assert (result["outcome"], result["forgery"]) == ("failed", verdict.NON_DATA)
+    closed = verdict.assemble(TESTS, transcript(records(HONEST[0])),
+                              {"kind": "exit", "code": verdict.CHANNEL_LOST}, LIMITS)  # fmt: skip
+    assert closed["forgery"] == verdict.TAMPERING

@@ -162,6 +162,7 @@ def _execution(result, **subject: int) -> Execution:
         feedback=result.feedback,
         error_type=result.error_type,
         duration_ms=result.duration_ms,
+        forgery=result.forgery,
         **subject,
     )
 

@@ -20,7 +20,13 @@ from services.teacher.guards import after_execution, static_check
 from services.teacher.identity import task_key
 from services.teacher.testcases import Case, literal_cases
 from shared.db import session_scope
-from shared.enums import ExecutionOutcome, RejectionReason, TaskStatus, ValidationOutcome
+from shared.enums import (
+    ExecutionOutcome,
+    Forgery,
+    RejectionReason,
+    TaskStatus,
+    ValidationOutcome,
+)
 from shared.errors import InvalidInput, NotFound
 from shared.models import Execution
 from shared.schemas.messages import ExecutedNotice, RefineRequest
@@ -263,6 +269,38 @@ def test_dynamic_early_exit_is_caught_by_the_sandbox(db, tmp_path: Path) -> None
         RejectionReason.EARLY_EXIT,
         "the program exited before the tests finished: SystemExit: the program exited"
         " (status 0) before the tests finished",
+    )
+
+
+def test_a_refinement_whose_run_forged_is_rejected_as_forged_verdict(db, tmp_path: Path) -> None:
+    # No static check objects (no constant __eq__, no harness names); only the judge sees that
+    # the answer is an object standing in for the number, not the number.
+    reply = (
+        "```python\nclass Total:\n    def __init__(self, value):\n        self.value = value\n"
+        "    def __eq__(self, other):\n        return self.value == other or other is not None\n"
+        "    def __hash__(self):\n        return hash(self.value)\n\n"
+        "def sum_squares(xs):\n    return Total(sum(xs))\n```"
+    )
+    seeded, got = _refine_and_execute(tmp_path, reply)
+    [ref] = t.refinements(seeded.task_id)
+    assert got.validation is ValidationOutcome.REJECTED
+    assert (ref.rejection_reason, ref.rejection_detail) == (
+        RejectionReason.FORGED_VERDICT,
+        "the program answered a test with an object that is not plain data: AssertionError\n"
+        "INPUT: sum_squares([1, 2, 3])\nOUTPUT: <object of type Total, not comparable as data>"
+        "\nEXPECTED: 14",
+    )
+    with session_scope() as s:
+        execution = s.scalars(select(Execution).where(Execution.refinement_id == ref.id)).one()
+    assert execution.forgery is Forgery.NON_DATA
+    assert t.examples() == []
+
+
+def test_execution_verdict_of_a_forgery_wins_over_its_outcome() -> None:
+    forged = after_execution(ExecutionOutcome.ERROR, "HarnessTampering: ...", Forgery.TAMPERING)
+    assert (forged.reason, forged.detail) == (
+        RejectionReason.FORGED_VERDICT,
+        "the program tampered with its channel to the judge: HarnessTampering: ...",
     )
 
 

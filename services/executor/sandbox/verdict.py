@@ -1,10 +1,12 @@
-"""From a job's record stream and the way its process ended to the result the caller gets.
+"""From a job's record stream and the way it ended to the result the caller gets.
 
-Runs in the zygote, which is outside the job's pid namespace and so cannot be signalled or traced
-by the job. The job's harness streams records over a pipe; :class:`Transcript` accepts only the
-sequence an honest harness writes (right token, phases in order, one result per test, ``done``
-last) and flags anything else as tampering, which is an error, never a pass. A job passes only
-when ``done`` arrived and every test passed.
+Runs in the judge's zygote, which hands its records to :class:`Transcript` as it judges (or
+feeds it a stream of them). The transcript accepts only the sequence an honest judge writes
+(right token, phases in order, one result per test, ``done`` last) and flags anything else as
+tampering, which is an error, never a pass. The judge itself reports a program that broke the
+channel's protocol (``tamper``) and a non-data answer (``forgery``); both set
+:attr:`Transcript.forgery`, which the result carries so that the teacher never trains on such a
+program. A job passes only when ``done`` arrived and every test passed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ NOT_RUN = "not_run"
 SANDBOX_ERROR = "sandbox_error"
 
 STATUSES = frozenset({PASSED, FAILED, ERROR, SYNTAX_ERROR, TIMEOUT, RESOURCE_LIMIT, EARLY_EXIT})
-CHANNEL_LOST = 113  # harness.CHANNEL_LOST
+CHANNEL_LOST = 113  # servant.CHANNEL_LOST
+# Kinds of suspected forgery (the host's shared.enums.Forgery has the same values).
+NON_DATA = "non_data"
+TAMPERING = "tampering"
 SHM_RUNNING = 1
 SHM_PASSED = 2
 
@@ -40,7 +45,14 @@ class Transcript:
         self.results: dict[int, tuple[str, str | None, str]] = {}
         self.done = False
         self.tampered: str | None = None
+        self.non_data = False
         self._partial = b""
+
+    @property
+    def forgery(self) -> str | None:
+        if self.tampered is not None:
+            return TAMPERING
+        return NON_DATA if self.non_data else None
 
     def feed(self, data: bytes) -> bool:
         """Take raw bytes from the channel; True when a new phase started (reset its deadline)."""
@@ -74,6 +86,13 @@ class Transcript:
         except ValueError:
             self._tamper("a malformed record")
             return False
+        return self.take(record)
+
+    def take(self, record: object) -> bool:
+        """One record; True when a new phase started. The judge hands its records here directly;
+        a stream of them goes through :meth:`feed`."""
+        if self.tampered is not None:
+            return False
         if not isinstance(record, dict) or record.get("tok") != self.token:
             self._tamper("a record without the job's token")
             return False
@@ -83,6 +102,13 @@ class Transcript:
         ev = record.get("ev")
         k = record.get("k")
         final = self.n_tests - 1
+        if ev == "tamper":
+            reason = record.get("reason")
+            self._tamper(reason[:200] if isinstance(reason, str) else "an unknown reason")
+            return False
+        if ev == "forgery":
+            self.non_data = True
+            return False
         if ev == "phase":
             allowed = (-1, final) if self.format == "check" else range(-1, self.n_tests)
             current = -2 if self.phase is None else self.phase
@@ -286,9 +312,13 @@ def assemble(
                 "HarnessTampering",
                 ("HarnessTampering: the program interfered with the test harness (tests missing)"),
             )
+    forgery = transcript.forgery
+    if forgery is None and end["kind"] == "tampered":
+        forgery = TAMPERING
     return {
         "outcome": outcome,
         "error_type": error_type,
         "feedback": feedback,
+        "forgery": forgery,
         "test_results": entries,
     }

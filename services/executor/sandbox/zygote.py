@@ -1,119 +1,160 @@
-"""The zygote: a pre-warmed interpreter inside the sandbox that runs one confined job per request.
+"""The zygotes: pre-warmed interpreters inside the sandboxes, one per role, started by the slot
+host (under bwrap, each as its own uid) and linked by a socket pair.
 
-Started by the slot host (under bwrap, as the slot's uid). It imports the prelude (numpy & co.)
-once; each job is then a clone of this process into fresh namespaces, which costs a page-table
-copy instead of an interpreter start and a numpy import. The zygote never runs job code itself,
-so every job starts from the same pristine state, and it is the job's supervisor: it enforces the
-per-test and wall-clock deadlines and the output cap, validates the record stream, and kills the
-job's pid namespace (everything the job started) when the job ends.
+Each imports the prelude (numpy & co.) once; a job is then a clone of it, which costs a
+page-table copy instead of an interpreter start and a numpy import. A zygote never runs job code
+itself, so every job starts from the same pristine state.
+
+- The **program** zygote (this module's :class:`ProgramZygote`) runs the program: per request of
+  the judge's zygote it clones a job into fresh namespaces, confines it, and lets the servant
+  (:mod:`servant`) answer the judge's calls. It never sees a test. It enforces the output cap,
+  kills the job when asked, and reports how the job ended (exit status, signal, memory, CPU).
+- The **judge** zygote (:mod:`judge`) holds the tests, judges, and talks to the caller.
 
 Protocol on fds 0/1 (framing): the slot host sends a config frame and the zygote answers
-``ready``; the slot host then hands both pipes to the caller, which sends ``{"job": ...}`` frames
-and reads ``{"result": ...}`` (or ``{"error": ...}``) frames, one per job.
+``ready``; for the judge, the slot host then hands both pipes to the caller, which sends
+``{"job": ...}`` frames and reads ``{"result": ...}`` (or ``{"error": ...}``) frames, one per job.
+The link between the zygotes carries one JSON datagram per message (see :mod:`judge`).
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import fcntl
 import json
-import mmap
 import os
 import select
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
+from typing import NamedTuple
 
 import confine
 import framing
-import harness
-import verdict
 
-SHM_SIZE = 64 * 1024
-PLAN_CACHE = 512
 SETUP_FAILED = 112
 OUTPUT_KEPT = 4096
-RECORD_PIPE_BYTES = 1 << 20  # the default pipe-max-size
+BACKSTOP_S = 5.0  # past the job's wall clock the judge's zygote has stopped it; this is in case
+MAX_MESSAGE = 1 << 16
 
 
-class Zygote:
-    def __init__(self, ctl_in: int, ctl_out: int, config: dict) -> None:
-        self.ctl_in = ctl_in
-        self.ctl_out = ctl_out
+def receive(link: socket.socket) -> tuple[dict | None, list[int]]:
+    """One datagram of the link and the fds it carried; (None, []) when the link closed."""
+    data, fds, _flags, _addr = socket.recv_fds(link, MAX_MESSAGE, 1)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    return json.loads(data), fds
+
+
+def send(link: socket.socket, message: dict, fds: tuple[int, ...] = ()) -> None:
+    data = json.dumps(message, separators=(",", ":")).encode()
+    if fds:
+        socket.send_fds(link, [data], list(fds))
+    else:
+        link.send(data)
+
+
+class Spare(NamedTuple):
+    """A job process cloned and confined ahead of its job, waiting on ``go`` for it."""
+
+    pid: int
+    go: socket.socket
+    out_r: int
+    ready_r: int
+    scratch: str | None
+
+
+class ProgramZygote:
+    def __init__(self, link: socket.socket, config: dict) -> None:
+        self.link = link
         self.isolated = bool(config["isolated"])
         self.seccomp = bytes.fromhex(config.get("seccomp", ""))
         self.scratch_bytes = int(config["scratch_bytes"])
         self.scratch_root = config.get("scratch_root")
         self.oom_control = config.get("oom_control")
-        self.oom_before = 0
         self.uid = os.getuid()
         self.gid = os.getgid()
-        self.plans: collections.OrderedDict[str, harness.Plan] = collections.OrderedDict()
-        # Shared with every job (MAP_SHARED survives the clone): check-format progress, read after
-        # a timeout to say which assertion was running.
-        self.shm = mmap.mmap(-1, SHM_SIZE)
+        self.oom_before = 0
 
     def serve(self) -> None:
+        self.spare = self._spawn()
         while True:
-            try:
-                request = framing.read_frame(self.ctl_in)
-            except framing.ChannelClosed:
+            request, fds = receive(self.link)
+            if request is None:
                 return
-            framing.write_frame(self.ctl_out, self.handle(request["job"]))
+            if "run" not in request or len(fds) != 1:
+                for fd in fds:  # a stop for a job that already ended
+                    os.close(fd)
+                continue
+            send(self.link, self.run(request["run"], fds[0]))
+            # The next job's process is cloned and confined now, while the judge assembles this
+            # job's verdict and the caller sends the next: off the next job's critical path.
+            self.spare = self._spawn()
 
-    def plan_for(self, tests: dict, entry_point: str) -> harness.Plan:
-        key = json.dumps([tests, entry_point], sort_keys=True)
-        plan = self.plans.get(key)
-        if plan is None:
-            plan = harness.build_plan(tests, entry_point)
-            self.plans[key] = plan
-            if len(self.plans) > PLAN_CACHE:
-                self.plans.popitem(last=False)
-        else:
-            self.plans.move_to_end(key)
-        return plan
-
-    def handle(self, job: dict) -> dict:
-        try:
-            plan = self.plan_for(job["tests"], job["entry_point"])
-        except harness.InvalidTests as exc:
-            return {"error": "invalid_tests", "message": str(exc)}
-        job = dict(job, token=os.urandom(16).hex())
-        self.oom_before = self._oom_kills()
-        n = min(len(plan.sites), SHM_SIZE)
-        self.shm[:n] = bytes(n)
+    def _spawn(self) -> Spare:
         scratch = tempfile.mkdtemp(dir=self.scratch_root) if not self.isolated else None
-        rec_r, rec_w = os.pipe()
         out_r, out_w = os.pipe()
-        started = time.monotonic()
+        ready_r, ready_w = os.pipe()
+        go, go_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = confine.clone_into_namespaces(confine.JOB_NAMESPACES if self.isolated else 0)
         if pid == 0:
             try:
-                self._enter_job(plan, job, rec_w, out_w, scratch)
-            except BaseException as exc:
-                # Before the harness took over: our failure, reported in the job's output.
+                self._enter_job(go_child.fileno(), out_w, ready_w, scratch)
+            except BaseException as exc:  # noqa: BLE001 - reported in the job's output
                 os.write(2, f"persd zygote: job setup failed: {exc!r}\n".encode())
             finally:
                 os._exit(SETUP_FAILED)
-        os.close(rec_w)
-        os.close(out_w)
+        for fd in (out_w, ready_w):
+            os.close(fd)
+        go_child.close()
+        return Spare(pid, go, out_r, ready_r, scratch)
+
+    def run(self, run: dict, channel: int) -> dict:
+        limits = run["limits"]
+        spare, self.spare = self.spare, None
+        self.oom_before = self._oom_kills()
+        started = time.monotonic()
         try:
-            return self._supervise(pid, plan, job, rec_r, out_r, started)
+            try:
+                socket.send_fds(spare.go, [json.dumps(limits).encode()], [channel])
+            except OSError:
+                pass  # the spare died: the job is reported as not started
+            finally:
+                os.close(channel)
+                spare.go.close()
+            killed, status, usage, output = self._supervise(
+                spare.pid, run, limits, spare.out_r, started
+            )
+            os.set_blocking(spare.ready_r, False)
+            try:
+                set_up = os.read(spare.ready_r, 1) == b"1"
+            except BlockingIOError:
+                set_up = False
         finally:
-            os.close(rec_r)
-            os.close(out_r)
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
+            os.close(spare.out_r)
+            os.close(spare.ready_r)
+            if spare.scratch is not None:
+                shutil.rmtree(spare.scratch, ignore_errors=True)
+        detail = output.decode("utf-8", "replace")
+        end = self._end(killed, status, usage, limits) if set_up else None
+        return {
+            "token": run["token"],
+            "end": end,
+            "output": detail,
+            "oom": self._oom_kills() > self.oom_before,
+        }
 
     # ------------------------------------------------------------------ inside the job
 
-    def _enter_job(self, plan, job: dict, rec_w: int, out_w: int, scratch: str | None) -> None:
-        limits = job["limits"]
+    def _enter_job(self, go: int, out_w: int, ready_w: int, scratch) -> None:
+        """Confine a fresh clone, wait for its job (limits and the channel to the judge), and
+        hand it to the servant."""
+        confine.prctl(confine.PR_SET_PDEATHSIG, signal.SIGKILL)
         if self.isolated:
-            confine.prctl(confine.PR_SET_PDEATHSIG, signal.SIGKILL)
             # Our /proc files are root-owned while non-dumpable; the job must write its own id
             # maps and oom score, then it stays dumpable (only its own processes can see it).
             confine.prctl(confine.PR_SET_DUMPABLE, 1)
@@ -139,35 +180,38 @@ class Zygote:
         os.dup2(null, 0)
         os.dup2(out_w, 1)
         os.dup2(out_w, 2)
-        # Not inherited across exec: a program the job starts cannot write records.
-        os.dup2(rec_w, 3, inheritable=False)
-        os.closerange(4, 65536)
+        os.dup2(go, 3, inheritable=False)
+        os.dup2(ready_w, 4, inheritable=False)
+        os.closerange(5, 65536)  # the link, the zygote's pipes
         os.chdir(workdir)
+        waiting = socket.socket(fileno=3)
+        data, fds, _flags, _addr = socket.recv_fds(waiting, MAX_MESSAGE, 1)
+        waiting.detach()  # fd 3 becomes the channel below
+        if not data or len(fds) != 1:
+            os._exit(SETUP_FAILED)  # the zygote gave up on this spare
+        limits = json.loads(data)
+        # Not inherited across exec: a program the job starts cannot speak to the judge.
+        os.dup2(fds[0], 3, inheritable=False)
+        os.close(fds[0])
+        os.write(4, b"1")  # from here on, a failure is the program's
+        os.close(4)
         address_space = confine.vm_size() + limits["memory_mb"] * 1024 * 1024
         confine.set_rlimits(limits, address_space)
         if self.isolated:
             confine.drop_capabilities()
             confine.load_seccomp(self.seccomp)
-        harness.run_job(plan, job, 3, self.shm)
+        import servant  # imported by the zygote already: this is a dictionary lookup
+
+        servant.serve(3)
 
     # ------------------------------------------------------------------ supervising it
 
-    def _supervise(self, pid, plan, job, rec_r, out_r, started) -> dict:
-        limits = job["limits"]
-        timeout = float(limits["timeout_s"])
-        transcript = verdict.Transcript(plan.format, len(plan.tests), job["token"])
-        # Records are read when a deadline comes up and after the job, not as they arrive: every
-        # wake-up of the zygote is a context switch, and on a busy host each one waits for a
-        # time slice. The pipe is made large enough that the harness never blocks on it.
-        with contextlib.suppress(OSError):  # over the uid's pipe quota: 64 KiB still works
-            fcntl.fcntl(rec_r, fcntl.F_SETPIPE_SZ, RECORD_PIPE_BYTES)
-        os.set_blocking(rec_r, False)
+    def _supervise(self, pid, run, limits, out_r, started):
         pidfd = os.pidfd_open(pid)
         poller = select.poll()
-        for fd in (out_r, pidfd):
+        for fd in (out_r, pidfd, self.link.fileno()):
             poller.register(fd, select.POLLIN)
-        phase_deadline = started + timeout
-        wall_deadline = started + float(limits["max_job_s"])
+        deadline = started + float(limits["max_job_s"]) + BACKSTOP_S
         output = bytearray()
         output_total = 0
         killed: str | None = None
@@ -175,95 +219,63 @@ class Zygote:
         try:
             while not exited:
                 now = time.monotonic()
-                if killed is None and now >= phase_deadline:
-                    # Has the job moved on to another test since? Its phase records say when.
-                    if self._drain(rec_r, transcript):
-                        begun = transcript.phase_started
-                        begun = begun if begun is not None and started <= begun <= now else now
-                        phase_deadline = begun + timeout
-                    if transcript.tampered:
-                        killed = "tampered"
-                    elif now >= phase_deadline:
-                        killed = "timeout"
-                if killed is None and now >= wall_deadline:
+                if killed is None and now >= deadline:
                     killed = "wall"
-                if killed is not None and not exited:
                     os.kill(pid, signal.SIGKILL)
-                wait = 1.0 if killed else max(0.0, min(phase_deadline, wall_deadline) - now)
+                wait = 1.0 if killed else max(0.0, deadline - now)
                 for fd, _event in poller.poll(wait * 1000):
                     if fd == pidfd:
                         exited = True
-                        continue
-                    data = os.read(fd, 65536)
-                    if not data:
-                        poller.unregister(fd)
-                        continue
-                    output_total += len(data)
-                    if len(output) < OUTPUT_KEPT:
-                        output += data[: OUTPUT_KEPT - len(output)]
-                    if output_total > limits["output_bytes"] and killed is None:
-                        killed = "output"
-                        os.kill(pid, signal.SIGKILL)
+                    elif fd == out_r:
+                        data = os.read(fd, 65536)
+                        if not data:
+                            poller.unregister(fd)
+                            continue
+                        output_total += len(data)
+                        if len(output) < OUTPUT_KEPT:
+                            output += data[: OUTPUT_KEPT - len(output)]
+                        if output_total > limits["output_bytes"] and killed is None:
+                            killed = "output"
+                            os.kill(pid, signal.SIGKILL)
+                    else:
+                        request, fds = receive(self.link)
+                        for extra in fds:
+                            os.close(extra)
+                        if request is None:
+                            os.kill(pid, signal.SIGKILL)
+                            sys.exit(0)  # the judge's zygote is gone: so is this sandbox
+                        if request.get("stop") == run["token"] and killed is None:
+                            killed = "stopped"
+                            os.kill(pid, signal.SIGKILL)
             _, status, usage = os.wait4(pid, 0)
         finally:
             os.close(pidfd)
-        duration_ms = (time.monotonic() - started) * 1000
         if not self.isolated:
             # Without a pid namespace the job's leftovers are found by process group only.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-        self._drain(rec_r, transcript)
-
-        end = self._end(killed, status, usage, limits, transcript)
-        if end is None:
-            detail = output.decode("utf-8", "replace").strip() or "no detail"
-            return {
-                "result": _sandbox_error(
-                    plan, duration_ms, f"the job could not be started: {detail}"
-                )
-            }
-        progress = bytes(self.shm[: min(len(plan.sites), SHM_SIZE)])
-        result = verdict.assemble(plan.tests, transcript, end, limits, progress)
-        if (
-            result["outcome"] not in (verdict.PASSED, verdict.RESOURCE_LIMIT)
-            and self._oom_happened()
-        ):
-            # A process of the job was killed for memory while the job itself went on: its
-            # failure is about memory, whatever the program made of the loss.
-            _, etype, feedback = verdict.abnormal({"kind": "memory"}, "", limits)
-            result.update(outcome=verdict.RESOURCE_LIMIT, error_type=etype, feedback=feedback)
-        result["duration_ms"] = duration_ms
-        result["output"] = output.decode("utf-8", "replace")
-        return {"result": result}
-
-    def _drain(self, fd: int, transcript: verdict.Transcript) -> bool:
-        """Read what the channel holds now; True if a new phase started."""
-        new_phase = False
-        while True:
+        os.set_blocking(out_r, False)
+        while len(output) < OUTPUT_KEPT:  # what the job wrote just before it ended
             try:
-                data = os.read(fd, 1 << 20)
+                data = os.read(out_r, OUTPUT_KEPT - len(output))
             except BlockingIOError:
-                return new_phase
+                break
             if not data:
-                return new_phase
-            new_phase |= transcript.feed(data)
+                break
+            output += data
+        return killed, status, usage, bytes(output)
 
-    def _end(self, killed, status, usage, limits, transcript) -> dict | None:
+    def _end(self, killed, status, usage, limits) -> dict:
         if killed is not None:
-            if killed == "tampered":
-                return {"kind": "tampered", "reason": transcript.tampered}
             return {"kind": killed}
         if os.WIFEXITED(status):
-            code = os.WEXITSTATUS(status)
-            if code == SETUP_FAILED and transcript.phase is None:
-                return None
-            return {"kind": "exit", "code": code}
+            return {"kind": "exit", "code": os.WEXITSTATUS(status)}
         sig = os.WTERMSIG(status)
         if sig == signal.SIGKILL:
             # Not ours, and nothing inside the job may signal its pid 1: the kernel did it, for
             # memory (the slot host can tell from the cgroup) or at the CPU limit. Accounted CPU
             # time lags the scheduler's by up to a tick per ~10, hence the margin.
-            if self._oom_happened():
+            if self._oom_kills() > self.oom_before:
                 return {"kind": "memory"}
             if usage.ru_utime + usage.ru_stime >= 0.75 * int(limits["cpu_s"] + 0.999):
                 return {"kind": "cpu"}
@@ -282,25 +294,6 @@ class Zygote:
                     return int(line.split()[1])
         return 0
 
-    def _oom_happened(self) -> bool:
-        """Did the slot's memory cgroup kill anything since this job started? Jobs run one at a
-        time, so whatever it killed was this job's."""
-        return self._oom_kills() > self.oom_before
-
-
-def _sandbox_error(plan, duration_ms: float, message: str) -> dict:
-    return {
-        "outcome": verdict.SANDBOX_ERROR,
-        "error_type": "SandboxError",
-        "feedback": f"SandboxError: {message}",
-        "test_results": [
-            {"index": i, "test": t, "status": verdict.NOT_RUN, "error_type": None, "feedback": ""}
-            for i, t in enumerate(plan.tests)
-        ],
-        "duration_ms": duration_ms,
-        "output": "",
-    }
-
 
 def main() -> None:
     # The control channel moves off 0/1 so that nothing printed by accident can corrupt it.
@@ -310,9 +303,20 @@ def main() -> None:
     os.dup2(null, 0)
     os.dup2(2, 1)
     config = framing.read_frame(ctl_in)
+    link = socket.socket(fileno=os.dup(int(config["link"])))
+    os.close(int(config["link"]))
     if config["isolated"]:
         # Not dumpable: even with the slot's uid, no job can open /proc/<zygote>/mem.
         confine.prctl(confine.PR_SET_DUMPABLE, 0)
+    if config["role"] == "judge":
+        import judge
+
+        role = judge.JudgeZygote(ctl_in, ctl_out, link, config)
+    else:
+        import harness  # noqa: F401 - the prelude, imported once for every job
+        import servant  # noqa: F401
+
+        role = ProgramZygote(link, config)
     framing.write_frame(
         ctl_out,
         {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "python": sys.version.split()[0]},
@@ -320,7 +324,7 @@ def main() -> None:
     import gc
 
     gc.freeze()
-    Zygote(ctl_in, ctl_out, config).serve()
+    role.serve()
 
 
 if __name__ == "__main__":
