@@ -72,9 +72,9 @@ def test_a_database_restart_costs_one_503_then_requests_reconnect(api, keys) -> 
 
 def test_the_api_reads_student_urls_as_the_student_worker_does(monkeypatch) -> None:
     from services.api.settings import ApiSettings
-    from services.student.settings import StudentSettings
     from shared.config import load
     from shared.errors import ConfigError
+    from shared.student_settings import StudentSettings
 
     monkeypatch.setenv("STUDENT_VLLM_URL", " http://a:1/ ,https://b:2")
     assert load(ApiSettings).student_urls == StudentSettings().urls == ["http://a:1", "https://b:2"]

@@ -22,6 +22,7 @@ from shared.models import Adapter, AdapterAliasRow, TrainingRun
 from shared.queues import STUDENT_PROMOTE
 from shared.registry import get_active
 from shared.schemas.messages import PromoteRequest
+from shared.schemas.progress import TrainingProgress
 
 # Refused before anything is sent to the student: a version without finished weights, one the
 # gate rejected, and one that failed (to load or to answer the canary). An evaluating version may
@@ -183,6 +184,7 @@ def list_training_runs(
                 gate=r.gate or {},
                 config=r.config or {},
                 error=r.error,
+                progress=TrainingProgress.model_validate(r.progress) if r.progress else None,
             )
             for r in items
         ],
