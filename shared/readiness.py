@@ -7,7 +7,9 @@ kind. The two answer different questions: a worker whose queue ping is stuck beh
 still answers the broadcast, and the trainer's solo pool answers neither while it trains, which
 its running training run's lease shows instead.
 
-Pings carry an expiry, so one nobody answered is dropped unrun by a worker that starts later.
+A ping nobody answered is taken off its queue again, so an idle probe of a stack without
+workers does not fill the queues (and their depths on the dashboard) with pings; one a worker
+takes meanwhile has an expiry and is dropped unrun.
 """
 
 from __future__ import annotations
@@ -86,6 +88,33 @@ def _training_now() -> str | None:
         return None
 
 
+# Unanswered pings sit near the head of their queue's list (kombu pushes new messages there):
+# the newest messages are searched, never a whole deep queue.
+UNSENT_SCAN = 200
+
+
+def _withdraw(queue: Queue, task_id: str) -> None:
+    """Take an unanswered ping off its queue (kombu's Redis list ``<prefix><queue>``)."""
+    import json
+
+    import redis
+
+    from shared.config import get_settings
+
+    s = get_settings()
+    try:
+        client = redis.Redis.from_url(s.redis_url, socket_timeout=2)
+        key = f"{s.redis_key_prefix}{queue.value}"
+        for raw in client.lrange(key, 0, UNSENT_SCAN - 1):
+            try:
+                if json.loads(raw).get("headers", {}).get("id") == task_id:
+                    client.lrem(key, 1, raw)
+            except (ValueError, AttributeError):
+                continue
+    except redis.RedisError:
+        pass  # the expiry still keeps a worker from running it
+
+
 def check_workers(deadline_s: float = 3.0) -> dict[str, WorkerState]:
     """Every worker kind's state, within ``deadline_s`` seconds."""
     nonce = uuid.uuid4().hex
@@ -104,6 +133,7 @@ def check_workers(deadline_s: float = 3.0) -> dict[str, WorkerState]:
             pong = result.get(timeout=left)
         except Exception:  # noqa: BLE001 - no answer in time; decided below
             pong = None
+            _withdraw(queue, result.id)
         finally:
             result.result.forget()
         if pong is not None:
@@ -133,17 +163,41 @@ def _settle(state: WorkerState, n: int, deadline_s: float) -> WorkerState:
 
 class Cached:
     """The last answer for ``ttl_s`` seconds, so a probe polled every second stays cheap. One
-    caller refreshes at a time; the others wait for its answer."""
+    caller refreshes at a time; the others wait for its answer (:meth:`get`) or take the last
+    one while a background refresh runs (:meth:`peek`, for pages that must not wait)."""
 
     def __init__(self, ttl_s: float = 5.0) -> None:
         self.ttl_s = ttl_s
         self._lock = threading.Lock()
         self._at = -1e9
         self._value: dict[str, WorkerState] | None = None
+        self._refreshing = threading.Lock()
+
+    def _fresh(self) -> bool:
+        return self._value is not None and time.monotonic() - self._at <= self.ttl_s
+
+    def _refresh(self, deadline_s: float) -> None:
+        value = check_workers(deadline_s)
+        with self._lock:
+            self._value, self._at = value, time.monotonic()
 
     def get(self, deadline_s: float = 3.0) -> dict[str, WorkerState]:
-        with self._lock:
-            if self._value is None or time.monotonic() - self._at > self.ttl_s:
-                self._value = check_workers(deadline_s)
-                self._at = time.monotonic()
+        with self._refreshing:
+            if not self._fresh():
+                self._refresh(deadline_s)
             return self._value
+
+    def peek(self, deadline_s: float = 3.0) -> dict[str, WorkerState] | None:
+        """The last answer (None before the first), refreshing it in the background if stale."""
+        with self._lock:
+            value, fresh = self._value, self._fresh()
+        if not fresh and self._refreshing.acquire(blocking=False):
+
+            def run() -> None:
+                try:
+                    self._refresh(deadline_s)
+                finally:
+                    self._refreshing.release()
+
+            threading.Thread(target=run, name="readiness", daemon=True).start()
+        return value

@@ -49,15 +49,25 @@ async def _check_student() -> None:
 _workers: Cached | None = None
 
 
-def worker_states() -> dict[str, WorkerState]:
-    """The required worker kinds' states, from a short cache (the dashboard header uses it too)."""
+def _cache() -> Cached:
     global _workers
+    settings = get_api_settings()
+    if _workers is None or _workers.ttl_s != settings.ready_cache_s:
+        _workers = Cached(settings.ready_cache_s)
+    return _workers
+
+
+def worker_states(wait: bool = True) -> dict[str, WorkerState]:
+    """The required worker kinds' states, from a short cache. ``wait=False`` (the dashboard):
+    the last answer while a background refresh gets a newer one; only the very first call
+    waits on the pings."""
     settings = get_api_settings()
     if not settings.ready_worker_kinds:
         return {}
-    if _workers is None or _workers.ttl_s != settings.ready_cache_s:
-        _workers = Cached(settings.ready_cache_s)
-    states = _workers.get(settings.ready_deadline_s)
+    cache = _cache()
+    states = None if wait else cache.peek(settings.ready_deadline_s)
+    if states is None:  # asked to wait, or nobody has asked yet: ask now
+        states = cache.get(settings.ready_deadline_s)
     return {kind: states[kind] for kind in settings.ready_worker_kinds}
 
 

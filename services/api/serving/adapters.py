@@ -190,3 +190,9 @@ def list_training_runs(
         ],
         next_cursor=next_cursor,
     )
+
+
+def running_training_run(session: Session) -> TrainingRunOut | None:
+    """The run in progress, if any (the overview shows its live progress)."""
+    page = list_training_runs(session, TrainingRunStatus.RUNNING, None, 1)
+    return page.items[0] if page.items else None
