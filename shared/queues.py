@@ -95,6 +95,9 @@ class TaskSpec(Generic[M, R]):
         return TypedResult(self, result)
 
 
+WITHDRAW_SCAN = 200
+
+
 @dataclass(frozen=True)
 class TypedResult(Generic[R]):
     spec: TaskSpec[Any, R]
@@ -103,6 +106,29 @@ class TypedResult(Generic[R]):
     @property
     def id(self) -> str:
         return self.result.id
+
+    def withdraw(self) -> None:
+        """Take the message back off its queue if no worker has taken it yet (a probe or a
+        batch the sender gave up on: it must not pile up, or run for nobody later). Only the
+        newest ``WITHDRAW_SCAN`` messages are searched: kombu pushes new ones at the head."""
+        import json
+
+        import redis
+
+        s = get_settings()
+        try:
+            client = redis.Redis.from_url(s.redis_url, socket_timeout=2)
+            key = f"{s.redis_key_prefix}{self.spec.queue.value}"
+            for raw in client.lrange(key, 0, WITHDRAW_SCAN - 1):
+                try:
+                    if json.loads(raw).get("headers", {}).get("id") == self.id:
+                        client.lrem(key, 1, raw)
+                        break
+                except (ValueError, AttributeError):
+                    continue
+        except redis.RedisError:
+            pass  # the message stays; its handler is idempotent and pings expire
+        self.result.forget()
 
     def get(self, timeout: float = 30.0, *, inside_task: bool = False) -> R:
         """The reply. ``inside_task``: the caller is itself a task that waits on another queue's

@@ -88,33 +88,6 @@ def _training_now() -> str | None:
         return None
 
 
-# Unanswered pings sit near the head of their queue's list (kombu pushes new messages there):
-# the newest messages are searched, never a whole deep queue.
-UNSENT_SCAN = 200
-
-
-def _withdraw(queue: Queue, task_id: str) -> None:
-    """Take an unanswered ping off its queue (kombu's Redis list ``<prefix><queue>``)."""
-    import json
-
-    import redis
-
-    from shared.config import get_settings
-
-    s = get_settings()
-    try:
-        client = redis.Redis.from_url(s.redis_url, socket_timeout=2)
-        key = f"{s.redis_key_prefix}{queue.value}"
-        for raw in client.lrange(key, 0, UNSENT_SCAN - 1):
-            try:
-                if json.loads(raw).get("headers", {}).get("id") == task_id:
-                    client.lrem(key, 1, raw)
-            except (ValueError, AttributeError):
-                continue
-    except redis.RedisError:
-        pass  # the expiry still keeps a worker from running it
-
-
 def check_workers(deadline_s: float = 3.0) -> dict[str, WorkerState]:
     """Every worker kind's state, within ``deadline_s`` seconds."""
     nonce = uuid.uuid4().hex
@@ -133,7 +106,7 @@ def check_workers(deadline_s: float = 3.0) -> dict[str, WorkerState]:
             pong = result.get(timeout=left)
         except Exception:  # noqa: BLE001 - no answer in time; decided below
             pong = None
-            _withdraw(queue, result.id)
+            result.withdraw()
         finally:
             result.result.forget()
         if pong is not None:

@@ -56,7 +56,7 @@ def run_programs(
             reply = result.get(timeout=left, inside_task=inside_task)
         except Exception as exc:  # noqa: BLE001 - the executor's failure, not the program's
             for rest in sent[len(verdicts) :]:
-                rest.result.revoke()
+                rest.withdraw()  # nobody waits for them any more
             raise ExecutorFailed(
                 f"the executor did not return a verdict for held-out task {program.task_id}"
                 f" ({len(verdicts)} of {len(programs)} done): {type(exc).__name__}: {exc}"[:600]
