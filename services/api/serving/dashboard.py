@@ -89,7 +89,8 @@ def _num(value: Any, spec: str) -> str:
 
 def gate_headline(gate: dict[str, Any]) -> dict[str, Any]:
     """A gate record's headline (both sides' pass@1 and NLL, the decision) and the rest of it."""
-    cand, act = gate.get("candidate") or {}, gate.get("active") or {}
+    cand, act = (gate.get(side) for side in ("candidate", "active"))
+    cand, act = (x if isinstance(x, dict) else {} for x in (cand, act))
     return {
         "pass_at_1": _num(cand.get("pass_at_1"), ".2f"),
         "pass_at_1_active": _num(act.get("pass_at_1"), ".2f"),
