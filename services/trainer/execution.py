@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from services.trainer.gate import Program
 from shared.enums import ExecutionOutcome
 from shared.errors import PersdError
-from shared.queues import EXECUTOR_PROGRAM
-from shared.schemas.messages import ProgramRequest
+from shared.queues import EXECUTOR_PING, EXECUTOR_PROGRAM
+from shared.schemas.messages import Ping, ProgramRequest
 from shared.schemas.testsuite import TestSuite
 
 # Told (done, total) after every verdict: the run's progress shows the gate's phase.
@@ -25,6 +25,19 @@ class ExecutorFailed(PersdError):
     status = 503
 
 
+def _executor_can_run(inside_task: bool) -> None:
+    import uuid
+
+    sent = EXECUTOR_PING.send(Ping(nonce=uuid.uuid4().hex), expires=30)
+    try:
+        pong = sent.get(timeout=30, inside_task=inside_task)
+    except Exception:  # noqa: BLE001 - no answer: the programs' own timeout says so
+        sent.withdraw()
+        return
+    if not pong.ready:
+        raise ExecutorFailed(f"the executor cannot run the gate's programs: {pong.detail}")
+
+
 def run_programs(
     programs: Sequence[Program],
     *,
@@ -33,9 +46,12 @@ def run_programs(
     on_verdict: OnVerdict | None = None,
 ) -> list[bool]:
     """Send every program at once (the executor's slots run them in parallel) and collect the
-    verdicts in order, all within ``timeout_s``."""
+    verdicts in order, all within ``timeout_s``. An executor that answers its ping but cannot
+    run code (no sandbox) fails the gate at once, with its reason, instead of at the timeout."""
     from pydantic import TypeAdapter
 
+    if programs:
+        _executor_can_run(inside_task)
     suite = TypeAdapter(TestSuite)
     sent = [
         EXECUTOR_PROGRAM.send(

@@ -110,3 +110,15 @@ def test_a_sandbox_that_refuses_says_why(db, ready_env, all_workers, tmp_path) -
         assert "sandbox unavailable:" in line
     finally:
         all_workers.stop("executor")  # the next user gets one with the sandbox
+
+
+def test_ready_workers_names_a_kind_that_does_not_exist(monkeypatch) -> None:
+    from services.api.settings import ApiSettings
+    from shared.config import load
+    from shared.errors import ConfigError
+
+    monkeypatch.setenv("API_READY_WORKERS", "executor, gpu")
+    with pytest.raises(ConfigError, match="API_READY_WORKERS: .*unknown worker kind"):
+        load(ApiSettings)
+    monkeypatch.setenv("API_READY_WORKERS", " executor ,trainer")
+    assert load(ApiSettings).ready_worker_kinds == ["executor", "trainer"]

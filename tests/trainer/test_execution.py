@@ -74,3 +74,20 @@ def test_programs_nobody_ran_are_taken_off_the_queue(db, workers) -> None:
         run_programs(_programs(), timeout_s=1)
     s = get_settings()
     assert redis.Redis.from_url(s.redis_url).llen(f"{s.redis_key_prefix}execute") == 0
+
+
+def test_an_executor_without_a_sandbox_fails_the_gate_at_once_saying_why(db, workers) -> None:
+    import sys
+    from pathlib import Path
+
+    workers.stop("executor")
+    workers.get("executor", env={"PATH": str(Path(sys.executable).parent)})  # no bwrap
+    try:
+        with pytest.raises(ExecutorFailed) as failed:
+            run_programs(_programs(), timeout_s=300)
+        assert failed.value.message.startswith(
+            "the executor cannot run the gate's programs: sandbox unavailable: refusing to run"
+            " untrusted code: this host lacks bubblewrap"
+        )
+    finally:
+        workers.stop("executor")
