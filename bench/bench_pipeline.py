@@ -140,8 +140,8 @@ def measured(task_id: int) -> tuple[float, float, list[float]]:
 def direct(spec, client, model: str, pool) -> tuple[float, float]:
     """The same work without the pipeline: (wall ms, component ms as the components report)."""
     from services.student.attempts import sampling_params
-    from services.student.settings import get_student_settings
     from shared.prompts import extract_code, generation_prompt
+    from shared.student_settings import get_student_settings
 
     tests = {"format": "asserts", "asserts": list(spec.asserts)}
     started = time.perf_counter()
@@ -211,7 +211,7 @@ def main() -> int:
         overhead = [r[0] - r[1] for r in rows]
 
         from services.executor.api import ExecutorPool
-        from services.student.vllm_client import VllmClient
+        from shared.vllm_client import VllmClient
 
         client = VllmClient([server.url])
         with ExecutorPool(workers=1) as pool:

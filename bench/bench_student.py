@@ -149,8 +149,8 @@ def cpu_seconds(pid: int) -> float:
 
 def bench_throughput(server, worker, args) -> float:
     from services.student.attempts import sampling_params
-    from services.student.settings import StudentSettings
     from shared.prompts import generation_prompt
+    from shared.student_settings import StudentSettings
 
     items = humaneval_prompts(args.prompts)
     prompts = [generation_prompt(d, h) for d, h, _ in items]

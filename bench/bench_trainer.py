@@ -6,11 +6,17 @@
    examples, model, LoRA shape, batch order and precision. Target: ratio >= 0.9. The two are
    interleaved over several repeats and the medians compared, so drift in a shared machine's
    load hits both.
-2. ``latency``: seconds from a training trigger (a ``trainer.train`` message) to the promoted
+2. ``grouping``: tokens/s of the loop with length-grouped batches (``group_by_length``, the
+   default) against today's loop without them (random batches padded to their longest), on the
+   same examples, model, seed and threads, interleaved over the repeats. Target: ratio >= 1.5,
+   with the final loss (mean per-token loss of the trained adapter over all the examples) within
+   5% of the ungrouped run's.
+3. ``latency``: seconds from a training trigger (a ``trainer.train`` message) to the promoted
    adapter answering a completion on the student's vLLM server, on a real stack (PostgreSQL,
    Redis, vLLM on the tiny student, student + trainer Celery workers), with the run's phases.
 
-    python bench/bench_trainer.py                       # both, CPU
+    python bench/bench_trainer.py                       # all three, CPU
+    python bench/bench_trainer.py grouping --examples 96 --repeats 2
     python bench/bench_trainer.py throughput --device cuda --scale medium --repeats 5
 
 Examples are Python functions from the standard library's source (task = the docstring's first
@@ -183,13 +189,14 @@ def throughput(args: argparse.Namespace) -> dict:
             batch_size=args.batch_size,
             max_length=512,
             lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+            group_by_length=False,  # the bare loop's batch order: this part measures overhead
         )
         ours, bare = [], []
         for i in range(args.repeats + 1):  # the first round warms caches and is dropped
             out = Path(tmp) / f"out{i}"
             out.mkdir()
             seconds, tokens = bare_loop(config, pairs, base)
-            result = train_lora(config, pairs, out, base_model=base, on_step=lambda *a: None)
+            result = train_lora(config, pairs, out, base_model=base, on_step=lambda _info: None)
             assert result.tokens == tokens, (result.tokens, tokens)
             if i:
                 bare.append(tokens / seconds)
@@ -215,6 +222,91 @@ def throughput(args: argparse.Namespace) -> dict:
         f" threads {figures['torch_threads']}]: ours"
         f" {figures['ours_tokens_per_s']} tok/s, bare peft {figures['bare_tokens_per_s']} tok/s,"
         f" ratio {figures['ratio']} (target >= 0.9)"
+    )
+    return figures
+
+
+def final_loss(config, pairs, base_model: str, adapter_dir: Path) -> float:
+    """Mean per-target-token loss of a trained adapter over ``pairs``, one example at a time (no
+    padding, so both runs are scored alike)."""
+    import torch
+    from peft import PeftModel
+
+    from services.trainer.encoding import encode_pairs
+    from services.trainer.loop import load_base_model, load_tokenizer
+
+    tok = load_tokenizer(base_model)
+    encoded = encode_pairs(tok, pairs, config.max_length).examples
+    model = PeftModel.from_pretrained(
+        load_base_model(base_model, "cpu", torch.float32), adapter_dir
+    )
+    model.eval()
+    total = weight = 0.0
+    with torch.no_grad():
+        for e in encoded:
+            ids = torch.tensor([e.input_ids])
+            loss = model(input_ids=ids, labels=torch.tensor([e.labels])).loss
+            total += float(loss) * e.target_tokens
+            weight += e.target_tokens
+    return total / weight
+
+
+def grouping(args: argparse.Namespace) -> dict:
+    from services.trainer.config import load_config
+    from services.trainer.loop import cpu_threads, train_lora
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = build_model(args.scale, Path(tmp) / "model")
+        pairs = stdlib_pairs(args.examples)
+        common = dict(
+            base_model=base,
+            adapter_dir=tmp,
+            device=args.device,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            max_length=512,
+            lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        )
+        today = load_config(**common, group_by_length=False)
+        # Both runs on the same thread count, fixed now (the default follows the host's load).
+        threads = cpu_threads(today)
+        today = load_config(**common, group_by_length=False, cpu_threads=threads)
+        grouped = load_config(**common, group_by_length=True, cpu_threads=threads)
+        rates: dict[str, list[float]] = {"today": [], "grouped": []}
+        last: dict[str, tuple] = {}
+        for i in range(args.repeats + 1):  # the first round warms caches and is dropped
+            for name, config in (("today", today), ("grouped", grouped)):
+                out = Path(tmp) / f"{name}{i}"
+                out.mkdir()
+                result = train_lora(config, pairs, out, base_model=base)
+                if i:
+                    rates[name].append(result.tokens_per_s)
+                last[name] = (result, out)
+        losses = {name: final_loss(today, pairs, base, out) for name, (_, out) in last.items()}
+        ratio = statistics.median(rates["grouped"]) / statistics.median(rates["today"])
+        delta = (losses["grouped"] - losses["today"]) / losses["today"]
+        figures = {
+            "scale": args.scale,
+            "device": last["today"][0].device,
+            "torch_threads": threads,
+            "examples": last["today"][0].examples,
+            "steps": last["today"][0].steps,
+            "tokens_per_run": last["today"][0].tokens,
+            "today_tokens_per_s": round(statistics.median(rates["today"]), 1),
+            "grouped_tokens_per_s": round(statistics.median(rates["grouped"]), 1),
+            "ratio": round(ratio, 3),
+            "final_loss_today": round(losses["today"], 5),
+            "final_loss_grouped": round(losses["grouped"], 5),
+            "loss_delta": round(delta, 4),
+            "today_all": [round(x, 1) for x in rates["today"]],
+            "grouped_all": [round(x, 1) for x in rates["grouped"]],
+        }
+    print(
+        f"grouping [{figures['device']}, {args.scale}, threads {threads}]: length-grouped"
+        f" {figures['grouped_tokens_per_s']} tok/s, today's loop {figures['today_tokens_per_s']}"
+        f" tok/s, ratio {figures['ratio']} (target >= 1.5); final loss"
+        f" {figures['final_loss_grouped']} vs {figures['final_loss_today']}"
+        f" ({100 * delta:+.2f}%, target within 5%)"
     )
     return figures
 
@@ -312,7 +404,9 @@ def latency(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("part", nargs="?", choices=["throughput", "latency", "all"], default="all")
+    parser.add_argument(
+        "part", nargs="?", choices=["throughput", "grouping", "latency", "all"], default="all"
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--scale", choices=sorted(SCALES), default="tiny")
     parser.add_argument("--examples", type=int, default=64)
@@ -324,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = {}
     if args.part in ("throughput", "all"):
         figures["throughput"] = throughput(args)
+    if args.part in ("grouping", "all"):
+        figures["grouping"] = grouping(args)
     if args.part in ("latency", "all"):
         figures["latency"] = latency(args)
     if args.json:

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 CLASSES = [
     ("shared.config", "CommonSettings"),
     ("services.api.settings", "ApiSettings"),
-    ("services.student.settings", "StudentSettings"),
+    ("shared.student_settings", "StudentSettings"),
     ("services.executor.settings", "ExecutorSettings"),
     ("services.teacher.settings", "TeacherSettings"),
     ("services.trainer.config", "TrainerConfig"),

@@ -110,6 +110,20 @@ def _counts(statuses: dict[str, str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(tally.items()))
 
 
+def _show_training(client, seconds: float) -> None:
+    """Wait ``seconds``, showing a running training run's progress (step/total, ETA) meanwhile."""
+    from services.trainer.watch import ProgressLine, running_from_api
+
+    line = ProgressLine(sys.stdout, line_every_s=5)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        found = running_from_api(client)
+        if found is not None:
+            line.show(*found)
+        time.sleep(min(2.0, max(0.0, end - time.monotonic())))
+    line.close()
+
+
 def _demo(args: argparse.Namespace) -> int:
     import httpx
 
@@ -135,7 +149,7 @@ def _demo(args: argparse.Namespace) -> int:
         if time.monotonic() > deadline:
             print("persd demo: timed out before an adapter went live", file=sys.stderr)
             return 1
-        time.sleep(10)
+        _show_training(client, 10)
     failed = {sid for sid, s in statuses.items() if s != "passed"}
     refined = {sid for sid, s in statuses.items() if s == "refined"}
     print(

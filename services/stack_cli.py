@@ -1,6 +1,8 @@
-"""``persd preflight``: what ``make run`` checks before it starts the stack.
+"""``persd preflight``: what ``make run`` checks before it starts the stack, and, with
+``--workers``, whether a running stack's workers are there and can work.
 
-Redis is the one dependency persd cannot bring itself on a bare machine: if ``REDIS_URL`` does not
+The host packages come first (services/sysdeps.py): without bubblewrap nothing starts, and the
+message names the command that installs it (as root it is installed here). Redis is the one dependency persd cannot bring itself on a bare machine: if ``REDIS_URL`` does not
 answer and points at this machine, a locally installed ``redis-server`` is started (no
 persistence, files under the data directory); otherwise the message says how to get one.
 """
@@ -19,8 +21,16 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "preflight", help="check Redis (start a local one if possible) and the data dir"
+        "preflight",
+        help="check the host's packages, Redis (start a local one if possible) and the data dir;"
+        " --workers: every worker kind of a running stack, through its own queue",
     )
+    p.add_argument(
+        "--workers",
+        action="store_true",
+        help="ask each worker kind through its queue (executor: its sandbox) and report",
+    )
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the pongs")
     p.set_defaults(handler=_preflight)
 
 
@@ -33,10 +43,28 @@ def _redis_answers(url: str) -> bool:
         return False
 
 
-def _preflight(_args: argparse.Namespace) -> int:
+def _workers(timeout_s: float) -> int:
+    from shared.readiness import check_workers
+
+    states = check_workers(timeout_s)
+    for kind, state in states.items():
+        print(f"{kind:<9} {state.status.value:<8} workers {state.workers}  {state.detail}")
+    broken = [kind for kind, state in states.items() if not state.ok]
+    if broken:
+        print(f"persd: not ready: {', '.join(broken)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _preflight(args: argparse.Namespace) -> int:
+    from services import sysdeps
     from services.api.settings import get_api_settings
     from shared.config import get_settings
 
+    if args.workers:
+        return _workers(args.timeout)
+    if sysdeps.ensure(for_tests=False) != 0:
+        return 1
     s = get_settings()
     s.data_dir.mkdir(parents=True, exist_ok=True)
     if not _redis_answers(s.redis_url):

@@ -39,6 +39,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("beat", help="start Celery beat (periodic checks); run exactly one")
     p.set_defaults(handler=_beat)
 
+    p = sub.add_parser("flower", help="start Flower, the Celery operators' web UI (needs [ops])")
+    p.add_argument("--address", default=os.environ.get("FLOWER_ADDRESS", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("FLOWER_PORT", "5555")))
+    p.add_argument(
+        "--events",
+        action="store_true",
+        default=os.environ.get("PERSD_FLOWER_EVENTS", "") == "1",
+        help="turn on the workers' per-task events (task history, graphs); off by default:"
+        " every task would then send events, a cost on the hot path (PERSD_FLOWER_EVENTS=1)",
+    )
+    p.set_defaults(handler=_flower)
+
 
 def _check_config(_args: argparse.Namespace) -> int:
     from shared.config import get_settings
@@ -120,6 +132,29 @@ def _beat(_args: argparse.Namespace) -> int:
         "beat",
         "-l",
         os.environ.get("PERSD_LOG_LEVEL", "INFO"),
+    ]
+    os.execv(sys.executable, argv)
+    return 0  # pragma: no cover
+
+
+def _flower(args: argparse.Namespace) -> int:
+    """Flower on the same broker (and key prefix) as the workers. By default it only shows
+    workers, queues and their state: Flower would otherwise switch every worker's task events
+    on (and on again every minute), a few Redis writes per task that the pipeline does not pay
+    without it."""
+    from shared.config import get_settings
+
+    get_settings()
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "shared.queues",
+        "flower",
+        f"--address={args.address}",
+        f"--port={args.port}",
+        f"--enable_events={args.events}",
     ]
     os.execv(sys.executable, argv)
     return 0  # pragma: no cover

@@ -98,6 +98,15 @@ class TrainingRunStatus(StrEnum):
     FAILED = "failed"
 
 
+class TrainingPhase(StrEnum):
+    """Where a running training run is (its live progress)."""
+
+    PREPARING = "preparing"  # loading the model and tokenizing
+    TRAINING = "training"
+    EVALUATING = "evaluating"  # the gate
+    PROMOTING = "promoting"
+
+
 class ApiScope(StrEnum):
     SUBMIT = "submit"
     READ = "read"

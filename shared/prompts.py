@@ -20,6 +20,12 @@ RECTIFY_INSTRUCTION = (
     "Rectify the below code for the given task based on the errors obtained in the unit tests."
 )
 
+# Completions stop where a new top-level statement starts: the answer is one function, and the
+# paper's clean-up would cut the rest anyway. Nested defs are indented, so they do not match.
+# (The OpenAI API allows at most 4 stop sequences.) The student and the trainer's gate both use
+# them, so the gate scores answers cut the way the student's are.
+STOP = ["\ndef ", "\nclass ", "\nif __name__", "\nprint("]
+
 _FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 

@@ -95,6 +95,9 @@ class TaskSpec(Generic[M, R]):
         return TypedResult(self, result)
 
 
+WITHDRAW_SCAN = 200
+
+
 @dataclass(frozen=True)
 class TypedResult(Generic[R]):
     spec: TaskSpec[Any, R]
@@ -104,8 +107,34 @@ class TypedResult(Generic[R]):
     def id(self) -> str:
         return self.result.id
 
-    def get(self, timeout: float = 30.0) -> R:
-        return self.spec.reply.model_validate(self.result.get(timeout=timeout))
+    def withdraw(self) -> None:
+        """Take the message back off its queue if no worker has taken it yet (a probe or a
+        batch the sender gave up on: it must not pile up, or run for nobody later). Only the
+        newest ``WITHDRAW_SCAN`` messages are searched: kombu pushes new ones at the head."""
+        import json
+
+        import redis
+
+        s = get_settings()
+        try:
+            client = redis.Redis.from_url(s.redis_url, socket_timeout=2)
+            key = f"{s.redis_key_prefix}{self.spec.queue.value}"
+            for raw in client.lrange(key, 0, WITHDRAW_SCAN - 1):
+                try:
+                    if json.loads(raw).get("headers", {}).get("id") == self.id:
+                        client.lrem(key, 1, raw)
+                        break
+                except (ValueError, AttributeError):
+                    continue
+        except redis.RedisError:
+            pass  # the message stays; its handler is idempotent and pings expire
+        self.result.forget()
+
+    def get(self, timeout: float = 30.0, *, inside_task: bool = False) -> R:
+        """The reply. ``inside_task``: the caller is itself a task that waits on another queue's
+        worker (never its own), which Celery forbids unless told."""
+        raw = self.result.get(timeout=timeout, disable_sync_subtasks=not inside_task)
+        return self.spec.reply.model_validate(raw)
 
 
 SPECS: dict[str, TaskSpec[Any, Any]] = {}
@@ -124,6 +153,7 @@ STUDENT_EXECUTED = _spec("student.executed", Queue.STUDENT, m.ExecutedNotice, m.
 STUDENT_RECONCILE = _spec("student.reconcile", Queue.STUDENT, m.ReconcileRequest, m.ReconcileReply)
 EXECUTOR_PING = _spec("executor.ping", Queue.EXECUTE, m.Ping, m.Pong)
 EXECUTOR_RUN = _spec("executor.run", Queue.EXECUTE, m.ExecuteRequest, m.ExecuteReply)
+EXECUTOR_PROGRAM = _spec("executor.program", Queue.EXECUTE, m.ProgramRequest, m.ProgramReply)
 TEACHER_PING = _spec("teacher.ping", Queue.TEACHER, m.Ping, m.Pong)
 TEACHER_REFINE = _spec("teacher.refine", Queue.TEACHER, m.RefineRequest, m.RefineReply)
 TEACHER_VALIDATED = _spec("teacher.validated", Queue.TEACHER, m.ExecutedNotice, m.RefineReply)
@@ -188,16 +218,21 @@ def implement(spec: TaskSpec[M, R], **options: Any) -> Callable[[Callable[[M], R
     return decorate
 
 
-def implement_ping(queue: Queue) -> Any:
-    """Each worker answers a ping on its own queue: proof that it consumes that queue."""
+def implement_ping(queue: Queue, state: Callable[[], dict[str, Any]] | None = None) -> Any:
+    """Each worker answers a ping on its own queue: proof that it consumes that queue.
+    ``state`` adds what the worker knows about its own readiness (Pong's ``ready``, ``detail``,
+    ``slots``): the executor reports its sandbox."""
 
-    @implement(PINGS[queue])
+    # A ping nobody answered in time is stale: a worker that starts later must not spend time on
+    # a queue full of them. Expired messages are dropped unrun.
+    @implement(PINGS[queue], autoretry_for=(), max_retries=0)
     def ping(message: m.Ping) -> m.Pong:
         return m.Pong(
             nonce=message.nonce,
             queue=queue.value,
             worker=f"{queue.value}@{socket.gethostname()}",
             pid=os.getpid(),
+            **(state() if state is not None else {}),
         )
 
     return ping

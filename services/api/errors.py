@@ -49,6 +49,19 @@ class UpstreamError(PersdError):
     status = 502
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app serves at this request's path."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        route_methods = getattr(route, "methods", None)
+        if match is not Match.NONE and route_methods:
+            methods |= set(route_methods)
+    return sorted(methods)
+
+
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -87,7 +100,7 @@ def install(app: FastAPI) -> None:
         return error_response(422, "invalid_input", describe_validation_errors(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {
             400: "bad_request",
             404: "not_found",
@@ -96,7 +109,12 @@ def install(app: FastAPI) -> None:
             403: "forbidden",
             413: "too_large",
         }.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route that matched the path only; a
+            # path served by several routes (GET and POST /v1/tasks) allows all of theirs.
+            headers = (headers or {}) | {"Allow": ", ".join(allowed_methods(req))}
+        return error_response(exc.status_code, code, str(exc.detail), headers)
 
     @app.exception_handler(OperationalError)
     async def _database(req: Request, exc: OperationalError) -> JSONResponse:

@@ -38,6 +38,33 @@ class ApiSettings(BaseSettings):
     def student_urls(self) -> list[str]:
         return http_urls(self.student_url)
 
+    # The worker kinds /readyz, `persd preflight --workers` and the dashboard header ask through
+    # their own queues. Empty: none (an API-only host).
+    ready_workers: str = Field(
+        "student,executor,teacher,trainer",
+        description="worker kinds /readyz requires, comma-separated (empty: none)",
+    )
+    ready_deadline_s: float = Field(3.0, gt=0, le=30, description="wait for the workers' pongs")
+    # /readyz is polled by orchestrators every few seconds; four queue round trips each time
+    # would be the API's busiest work. 0 disables the cache.
+    ready_cache_s: float = Field(5.0, ge=0, le=300, description="reuse a readiness answer")
+
+    @field_validator("ready_workers")
+    @classmethod
+    def _kinds(cls, value: str) -> str:
+        kinds = [k.strip() for k in value.split(",") if k.strip()]
+        known = ("student", "executor", "teacher", "trainer")
+        unknown = [k for k in kinds if k not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown worker kind(s) {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        return ",".join(kinds)
+
+    @property
+    def ready_worker_kinds(self) -> list[str]:
+        return self.ready_workers.split(",") if self.ready_workers else []
+
     sse_keepalive_s: float = Field(15.0, gt=0, description="comment lines keep proxies from idling")
     # Mark the dashboard's session cookie Secure (set when served over HTTPS).
     cookie_secure: bool = False

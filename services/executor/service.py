@@ -21,7 +21,13 @@ from shared.enums import ExecutionOutcome, TestSet
 from shared.errors import InvalidInput, NotFound, SandboxUnavailable
 from shared.models import Attempt, Execution, Refinement, Task
 from shared.queues import STUDENT_EXECUTED, TEACHER_VALIDATED, send_after_commit
-from shared.schemas.messages import ExecutedNotice, ExecuteReply, ExecuteRequest
+from shared.schemas.messages import (
+    ExecutedNotice,
+    ExecuteReply,
+    ExecuteRequest,
+    ProgramReply,
+    ProgramRequest,
+)
 
 log = logging.getLogger("persd.executor")
 
@@ -124,3 +130,12 @@ def execute(request: ExecuteRequest, runner: Runner) -> ExecuteReply:
             seen_id, outcome = seen.id, seen.outcome
         send_after_commit(session, NOTICES[request.subject], ExecutedNotice(execution_id=seen_id))
         return ExecuteReply(execution_id=seen_id, outcome=outcome)
+
+
+def run_program(request: ProgramRequest, runner: Runner) -> ProgramReply:
+    """``executor.program``: one run, nothing stored. A sandbox failure is raised (the task
+    retries), never replied as the program's verdict."""
+    result = runner(Job(code=request.code, tests=request.tests, entry_point=request.entry_point))
+    if result.outcome is ExecutionOutcome.SANDBOX_ERROR:
+        raise SandboxUnavailable(f"program {request.ref or '(unlabelled)'}: {result.feedback}")
+    return ProgramReply(outcome=result.outcome, feedback=result.feedback)

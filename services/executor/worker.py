@@ -16,19 +16,25 @@ from sqlalchemy import text
 
 from services.executor.api import ExecutorPool
 from services.executor.schemas import ExecutionResult, Job
-from services.executor.service import execute
+from services.executor.service import execute, run_program
 from services.executor.settings import get_executor_settings
 from shared.db import session_scope
 from shared.errors import SandboxUnavailable
 from shared.lazy import PerProcess
-from shared.queues import EXECUTOR_RUN, TRANSIENT, Queue, app, implement, implement_ping
-from shared.schemas.messages import ExecuteReply, ExecuteRequest
+from shared.queues import (
+    EXECUTOR_PROGRAM,
+    EXECUTOR_RUN,
+    TRANSIENT,
+    Queue,
+    app,
+    implement,
+    implement_ping,
+)
+from shared.schemas.messages import ExecuteReply, ExecuteRequest, ProgramReply, ProgramRequest
 
 __all__ = ["app"]
 
 log = logging.getLogger("persd.executor")
-
-ping = implement_ping(Queue.EXECUTE)
 
 _size: int | None = None  # the worker's concurrency: one slot per thread
 
@@ -43,6 +49,23 @@ _slots = PerProcess(_new_pool)
 
 def _run(job: Job) -> ExecutionResult:
     return _slots.get().run_job(job)
+
+
+def _sandbox_state() -> dict:
+    """What the ping reports: the slots that are up, or why the sandbox cannot run code (the
+    slots are started here if they are not yet, so a fixed host turns ready by itself)."""
+    try:
+        pool = _slots.get()
+    except SandboxUnavailable as exc:
+        return {"ready": False, "detail": f"sandbox unavailable: {exc.message}"}
+    except Exception as exc:  # noqa: BLE001 - whatever stops the slots is the reason
+        return {"ready": False, "detail": f"sandbox unavailable: {type(exc).__name__}: {exc}"}
+    n = len(pool.slots)
+    mode = "isolated" if all(s.isolated for s in pool.slots) else "INSECURE (no isolation)"
+    return {"ready": True, "detail": f"{n} sandbox slot(s) up, {mode}", "slots": n}
+
+
+ping = implement_ping(Queue.EXECUTE, _sandbox_state)
 
 
 @worker_init.connect
@@ -71,3 +94,9 @@ def _close(**_kwargs) -> None:
 def run(message: ExecuteRequest) -> ExecuteReply:
     """Run an attempt's or a refinement's code against its task's tests and store the verdicts."""
     return execute(message, _run)
+
+
+@implement(EXECUTOR_PROGRAM, autoretry_for=TRANSIENT + (SandboxUnavailable,))
+def program(message: ProgramRequest) -> ProgramReply:
+    """Run an ad-hoc program (the trainer's gate) against its suite and reply with the verdict."""
+    return run_program(message, _run)

@@ -21,13 +21,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.student.routing import Router, Target
-from services.student.settings import StudentSettings
-from services.student.vllm_client import VllmRejected
 from shared.db import insert_new, session_scope
 from shared.enums import ExecutionOutcome, TaskStatus, TestSet
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.models import Attempt, Execution, Refinement, Task
-from shared.prompts import extract_code, generation_prompt, refine_prompt
+from shared.prompts import STOP, extract_code, generation_prompt, refine_prompt
 from shared.queues import EXECUTOR_RUN, STUDENT_ATTEMPT, TEACHER_REFINE, send_after_commit
 from shared.schemas.messages import (
     AttemptReply,
@@ -38,13 +36,10 @@ from shared.schemas.messages import (
     StepReply,
 )
 from shared.status import transition
+from shared.student_settings import StudentSettings
+from shared.vllm_client import VllmRejected
 
 log = logging.getLogger(__name__)
-
-# Completions stop where a new top-level statement starts: the answer is one function, and the
-# paper's clean-up would cut the rest anyway. Nested defs are indented, so they do not match.
-# (The OpenAI API allows at most 4 stop sequences.)
-STOP = ["\ndef ", "\nclass ", "\nif __name__", "\nprint("]
 
 
 def sampling_params(settings: StudentSettings) -> dict[str, Any]:

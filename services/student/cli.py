@@ -56,8 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _build_tiny(args: argparse.Namespace) -> int:
-    from services.student.settings import default_tiny_student_dir
     from services.student.tiny_model import build_tiny_student, is_built
+    from shared.student_settings import default_tiny_student_dir
 
     target = (args.out or default_tiny_student_dir()).resolve()
     if is_built(target) and not args.force:
@@ -70,9 +70,9 @@ def _build_tiny(args: argparse.Namespace) -> int:
 
 def _server(args: argparse.Namespace) -> int:
     from services.student.server import own_url, server_argv, server_env, supervise
-    from services.student.settings import StudentSettings, default_tiny_student_dir
     from services.student.tiny_model import build_tiny_student, is_built
     from shared.config import get_settings, load
+    from shared.student_settings import StudentSettings, default_tiny_student_dir
 
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v}
     settings = load(StudentSettings).model_copy(update=overrides)

@@ -25,10 +25,10 @@ from services.student.attempts import sampling_params, storable
 from services.student.datasets import EvalTask, load_dataset
 from services.student.passk import ks_for, pass_at_k
 from services.student.routing import Router, Target, active_target
-from services.student.settings import StudentSettings, get_student_settings
-from services.student.vllm_client import VllmClient
 from shared.errors import InvalidInput
 from shared.prompts import extract_code, generation_prompt, refine_prompt
+from shared.student_settings import StudentSettings, get_student_settings
+from shared.vllm_client import VllmClient
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +178,9 @@ def executor_runner(workers: int | None = None):
 
 def resolve_target(router: Router, adapter: str | None, base: bool) -> tuple[Target, bool]:
     """The model to evaluate, and whether this call loaded it (to unload afterwards)."""
-    from services.student.hotswap import ensure_loaded
     from shared.db import session_scope
     from shared.registry import get_adapter
+    from shared.vllm_client import ensure_loaded
 
     if base:
         return Target(model=router.base_model), False

@@ -23,8 +23,6 @@ from pathlib import Path
 import redis
 
 from services.student.routing import InFlight
-from services.student.settings import StudentSettings
-from services.student.vllm_client import StudentUnavailable, VllmClient, VllmRejected
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.enums import AdapterAlias
@@ -32,6 +30,8 @@ from shared.errors import Conflict, NotFound, PersdError
 from shared.models import Adapter
 from shared.registry import PROMOTABLE, artifact_hash, get_active, mark_failed, set_alias
 from shared.schemas.messages import PromoteReply
+from shared.student_settings import StudentSettings
+from shared.vllm_client import StudentUnavailable, VllmClient, VllmRejected, ensure_loaded
 
 log = logging.getLogger(__name__)
 
@@ -201,10 +201,3 @@ def _unload_everywhere(client: VllmClient, name: str) -> None:
             # A leftover loaded version costs memory, not correctness: never fail for it
             # (and a replica that is down has lost its runtime adapters anyway).
             log.warning("could not unload %s from %s: %s", name, url, exc.message)
-
-
-def ensure_loaded(client: VllmClient, name: str, path: str) -> None:
-    """Load ``name`` on every replica that does not serve it (after a replica restart)."""
-    for url in client.urls:
-        if name not in client.served_models(url):
-            client.load_adapter(url, name, path)

@@ -24,10 +24,10 @@ from typing import Any
 import redis
 from sqlalchemy.orm import Session
 
-from services.student.vllm_client import Completion, ModelNotLoaded, VllmClient
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.registry import get_active
+from shared.vllm_client import Completion, ModelNotLoaded, VllmClient
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from services.student.settings import StudentSettings
+from shared.student_settings import StudentSettings
 
 
 def server_argv(settings: StudentSettings, *, port: int | None = None) -> list[str]:
@@ -97,9 +97,9 @@ def restore_active(url: str, *, ready_timeout_s: float = 600.0) -> str | None:
 
     import httpx
 
-    from services.student.vllm_client import VllmClient
     from shared.db import session_scope
     from shared.registry import get_active
+    from shared.vllm_client import VllmClient
 
     deadline = time.monotonic() + ready_timeout_s
     while True:

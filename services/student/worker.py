@@ -11,8 +11,6 @@ from services import reconciler
 from services.student.attempts import make_attempt, on_executed
 from services.student.hotswap import promote
 from services.student.routing import Router
-from services.student.settings import get_student_settings
-from services.student.vllm_client import VllmClient
 from shared.lazy import PerProcess
 from shared.queues import (
     STUDENT_ATTEMPT,
@@ -34,6 +32,8 @@ from shared.schemas.messages import (
     ReconcileRequest,
     StepReply,
 )
+from shared.student_settings import get_student_settings
+from shared.vllm_client import VllmClient
 
 __all__ = ["app"]
 

@@ -10,7 +10,9 @@ Where things are:
 - ``selection``   which examples a run trains on, and the held-out data that judges it
 - ``encoding``, ``loop``  tokenization with target-only loss + EOS, and the peft training loop
 - ``artifacts``   staging, atomic publication and content hashes of version directories
-- ``gate``, ``nll``, ``evaluation``, ``execution``  the held-out comparison and its parts
+- ``gate``, ``nll``, ``evaluation``, ``execution``  the held-out comparison and its parts (the
+  programs go to the executor service as ``executor.program`` messages: no sandbox here)
+- ``watch``       a run's live progress as a terminal progress bar (``persd train``, ``persd demo``)
 - ``versions``    registering versions, gate statuses, promotion and rollback requests
 - ``lease``, ``recovery``  the cluster-wide lock and failing the runs of dead trainers
 - ``cli``         ``persd train --now`` and ``persd adapters list|promote|rollback``

@@ -33,6 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a trainer setting for this run (with --here), e.g. --set epochs=5",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads for CPU training in this process (with --here; default: the cores"
+        " the rest of the stack leaves free, TRAINER_CPU_THREADS)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the reply")
     p.set_defaults(handler=_train)
 
@@ -70,24 +77,52 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import threading
+    import uuid
+
+    from services.trainer.watch import follow, from_database
     from shared.errors import InvalidInput
 
     overrides = parse_overrides(args.set)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InvalidInput(f"--threads must be at least 1, got {args.threads}")
+        overrides["cpu_threads"] = args.threads
     if overrides and not args.here:
         raise InvalidInput(
-            "--set applies to a run in this process; add --here (the worker uses its own"
-            " environment's TRAINER_ settings)"
+            "--set and --threads apply to a run in this process; add --here (the worker uses its"
+            " own environment's TRAINER_ settings)"
         )
     if args.here:
         from services.trainer.config import load_config
         from services.trainer.runs import main
 
-        reply = main(load_config(**overrides), "manual").reply()
+        config = load_config(**overrides)
+        request_id = f"cli-{uuid.uuid4().hex}"
+        done: dict = {}
+        worker = threading.Thread(
+            target=lambda: done.setdefault("reply", main(config, "manual", request_id=request_id))
+        )
+        worker.start()
+        if args.no_progress:
+            worker.join()
+        else:
+            follow(from_database(request_id), lambda: not worker.is_alive())
+        reply = done["reply"].reply()
     else:
+        import time
+
         from shared.queues import TRAINER_TRAIN
         from shared.schemas.messages import TrainRequest
 
-        reply = TRAINER_TRAIN.send(TrainRequest(trigger="manual")).get(timeout=args.timeout)
+        sent = TRAINER_TRAIN.send(TrainRequest(trigger="manual"))
+        deadline = time.monotonic() + args.timeout
+        if not args.no_progress:
+            follow(
+                from_database(sent.id),
+                lambda: sent.result.ready() or time.monotonic() > deadline,
+            )
+        reply = sent.get(timeout=max(0.1, deadline - time.monotonic()))
     status = reply.status.value if reply.status else "not started"
     run = f"run {reply.run_id}" if reply.run_id else "no run"
     print(f"{run}: {status}: {reply.detail}")

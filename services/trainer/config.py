@@ -144,15 +144,21 @@ class TrainerConfig(BaseSettings):
     )
     warmup_steps: int = Field(0, ge=0, description="linear warm-up from 0 over this many steps")
     seed: int = Field(0, description="seeds initialisation, dropout and example order")
+    group_by_length: bool = Field(
+        True,
+        description="batch examples of similar length together (shuffled windows sorted by"
+        " length) instead of padding random batches to their longest",
+    )
 
     # --- Precision -------------------------------------------------------------------------
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda if available")
     cpu_threads: int = Field(
         0,
         ge=0,
-        description="torch threads when training on CPU; 0: half the cores (at least 1), leaving"
-        " the rest to the student's inference on a shared host. Oversubscribed threads are"
-        " several times slower than one (measured: 6.5k vs 0.8k tokens/s on a busy 2-core host)",
+        description="torch threads when training on CPU; 0: the cores the rest of the stack"
+        " leaves free (this process's cores less the 1-minute load, at least 1). Oversubscribed"
+        " threads are several times slower than one (measured: 6.5k vs 0.8k tokens/s on a busy"
+        " 2-core host)",
     )
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="auto: float32 on CPU, bfloat16 on CUDA (LoRA weights stay float32)"
@@ -178,6 +184,9 @@ class TrainerConfig(BaseSettings):
     gate_max_new_tokens: int = Field(256, ge=1, description="completion length for pass@1")
     gate_request_timeout_s: float = Field(
         120.0, gt=0, description="per-completion timeout against the student's server"
+    )
+    gate_execute_timeout_s: float = Field(
+        600.0, gt=0, description="wait for the executor's verdicts on one side's programs"
     )
 
     # --- Promotion -------------------------------------------------------------------------
@@ -218,7 +227,7 @@ class TrainerConfig(BaseSettings):
     def resolved_base_model(self) -> str:
         if self.base_model:
             return self.base_model
-        from services.student.settings import get_student_settings
+        from shared.student_settings import get_student_settings
 
         return get_student_settings().model_path
 

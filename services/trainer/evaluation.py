@@ -8,13 +8,16 @@ a rejected or failed candidate never stays served.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from services.trainer import selection
 from services.trainer.config import TrainerConfig
-from services.trainer.gate import GateResult, RunPrograms, evaluate
+from services.trainer.gate import GateProgress, GateResult, RunPrograms, evaluate
 from shared.db import session_scope
 from shared.registry import get_active
+from shared.student_settings import get_student_settings
+from shared.vllm_client import VllmClient, ensure_loaded
 
 
 def run_gate(
@@ -25,15 +28,33 @@ def run_gate(
     client: Any = None,
     run_programs: RunPrograms | None = None,
     served_base_name: str | None = None,
+    inside_task: bool = False,
+    on_progress: GateProgress | None = None,
 ) -> GateResult:
-    """Compare ``candidate`` (id, name, artifact path) on the held-out split."""
-    from services.student.hotswap import ensure_loaded
-    from services.student.settings import get_student_settings
-
+    """Compare ``candidate`` (id, name, artifact path) on the held-out split. ``on_progress``
+    hears (side, programs with a verdict, programs) as the executor's verdicts come in."""
     student = get_student_settings()
     client = client or gate_client(config, student.urls[0])
+    side = {"name": ""}  # the side whose programs are out (evaluate runs them one side at a time)
     if run_programs is None:
-        from services.trainer.execution import run_programs
+        from services.trainer.execution import run_programs as send
+
+        run_programs = partial(
+            send,
+            timeout_s=config.gate_execute_timeout_s,
+            inside_task=inside_task,
+            on_verdict=(
+                (lambda done, total: on_progress(side["name"], done, total))
+                if on_progress is not None
+                else None
+            ),
+        )
+
+    def on_side(name: str, programs: int) -> None:
+        side["name"] = name
+        if on_progress is not None:
+            on_progress(name, 0, programs)
+
     # The base model's served name: configured, else what the server reports (no adapter).
     served_base = served_base_name or student.served_model_name or client.base_model()
     with session_scope() as session:
@@ -57,12 +78,11 @@ def run_gate(
             examples=examples,
             client=client,
             run_programs=run_programs,
+            on_side=on_side,
         )
     finally:
         client.unload_adapter(url, candidate[1])
 
 
-def gate_client(config: TrainerConfig, url: str):
-    from services.student.vllm_client import VllmClient
-
+def gate_client(config: TrainerConfig, url: str) -> VllmClient:
     return VllmClient([url], timeout_s=config.gate_request_timeout_s, retry_for_s=30.0)

@@ -44,6 +44,8 @@ class Program:
 
 # Runs programs and says, in order, whether each passed all its tests.
 RunPrograms = Callable[[Sequence[Program]], list[bool]]
+# (side, programs with a verdict, programs): the gate's own phase in the run's live progress.
+GateProgress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -113,8 +115,7 @@ def generate_programs(
 ) -> list[Program]:
     """One greedy completion per task from ``model`` on the student's server, cleaned up the way
     the student cleans its own answers."""
-    from services.student.attempts import STOP
-    from shared.prompts import extract_code, generation_prompt
+    from shared.prompts import STOP, extract_code, generation_prompt
 
     sampling = {"temperature": 0.0, "max_tokens": config.gate_max_new_tokens, "stop": STOP}
 
@@ -166,6 +167,7 @@ def evaluate(
     examples: Sequence[Pair],
     client: Any,
     run_programs: RunPrograms,
+    on_side: Callable[[str, int], None] | None = None,
 ) -> GateResult:
     """Compare ``candidate`` (id, name, path) with ``active`` (or the base model when None).
 
@@ -181,6 +183,8 @@ def evaluate(
     )
     for side in (cand, act):
         if tasks:
+            if on_side is not None:
+                on_side(side.side, len(tasks))  # told before generating: that takes a while
             score_pass(side, generate_programs(client, side.model, tasks, config), run_programs)
     scores = mean_nll(
         config,

@@ -36,14 +36,16 @@ from services.trainer.config import TrainerConfig
 from services.trainer.evaluation import run_gate
 from services.trainer.gate import RunPrograms
 from services.trainer.lease import LeaseLost, LockBusy, TrainingLease
+from services.trainer.loop import StepInfo
 from shared.db import session_scope
-from shared.enums import AdapterStatus, TrainingRunStatus
+from shared.enums import AdapterStatus, TrainingPhase, TrainingRunStatus
 from shared.errors import PersdError
-from shared.events import publish_after_commit
+from shared.events import publish, publish_after_commit
 from shared.models import TrainingRun
 from shared.models.base import utcnow
 from shared.registry import get_active
 from shared.schemas.messages import TrainReply
+from shared.schemas.progress import TrainingProgress
 
 log = logging.getLogger(__name__)
 
@@ -83,22 +85,95 @@ class _Clock:
         self._last = now
 
 
-class _Progress:
-    """The loss curve so far, shared with the heartbeat thread, and the lease check."""
+# Live progress goes to the run row (and an SSE event) at most this often: a step can take
+# milliseconds, and a write per step would make the database the bottleneck.
+PROGRESS_INTERVAL_S = 0.5
 
-    def __init__(self, lease: TrainingLease) -> None:
+
+class _Progress:
+    """The loss curve and live progress so far, shared with the heartbeat and progress threads,
+    and the lease check."""
+
+    def __init__(self, lease: TrainingLease, run_id: int) -> None:
         self.lease = lease
+        self.run_id = run_id
         self.curve: list[dict[str, float]] = []
         self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._state = TrainingProgress(phase=TrainingPhase.PREPARING, updated_at=utcnow())
+        self._version = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._write_loop, name="progress", daemon=True)
 
-    def step(self, step: int, epoch: int, loss: float) -> None:
+    def step(self, info: StepInfo) -> None:
         with self._lock:
-            self.curve.append({"step": step, "epoch": epoch, "loss": round(loss, 6)})
+            self.curve.append({"step": info.step, "epoch": info.epoch, "loss": round(info.loss, 6)})
+            rate = info.tokens / info.seconds if info.seconds > 0 else None
+            per_step = info.seconds / info.step if info.step else None
+            self._update(
+                phase=TrainingPhase.TRAINING,
+                step=info.step,
+                total_steps=info.total_steps,
+                epoch=info.epoch,
+                epochs=info.epochs,
+                loss=round(info.loss, 6),
+                tokens_per_s=round(rate, 1) if rate is not None else None,
+                eta_s=round(per_step * (info.total_steps - info.step), 1) if per_step else None,
+            )
         self.lease.check()
+
+    def phase(self, phase: TrainingPhase, **fields: Any) -> None:
+        with self._lock:
+            self._update(phase=phase, **({"eta_s": None} | fields))
+
+    def gate(self, side: str, done: int, total: int) -> None:
+        """The executor's verdicts on one side's held-out programs so far."""
+        self.phase(TrainingPhase.EVALUATING, gate_side=side, gate_done=done, gate_total=total)
+
+    def _update(self, **fields: Any) -> None:
+        elapsed = round(time.monotonic() - self._started, 1)
+        self._state = self._state.model_copy(
+            update=fields | {"elapsed_s": elapsed, "updated_at": utcnow()}
+        )
+        self._version += 1
 
     def snapshot(self) -> list[dict[str, float]]:
         with self._lock:
             return list(self.curve)
+
+    def current(self) -> TrainingProgress:
+        with self._lock:
+            return self._state
+
+    # ------------------------------------------------------------------ the writer thread
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self._write()  # the last state stays on the row
+
+    def _write_loop(self) -> None:
+        written = -1
+        while not self._stop.wait(PROGRESS_INTERVAL_S):
+            if self._version != written:
+                written = self._version
+                self._write()
+
+    def _write(self) -> None:
+        state = self.current().model_dump(mode="json")
+        try:
+            with session_scope() as session:
+                session.execute(
+                    update(TrainingRun).where(TrainingRun.id == self.run_id).values(progress=state)
+                )
+        except Exception as exc:  # noqa: BLE001 - progress is a view; the run goes on
+            log.warning("could not record the progress of run %s: %s", self.run_id, exc)
+            return
+        publish("training.progress", run_id=self.run_id, progress=state)
 
 
 def _heartbeat(run_id: int, lease_s: float, progress: _Progress) -> bool:
@@ -237,11 +312,12 @@ def _locked(
         run_id = run.id
         publish_after_commit(session, "training.run", run_id=run_id, status="running")
 
-    progress = _Progress(lease)
+    progress = _Progress(lease, run_id)
     lease.on_beat = lambda: _heartbeat(run_id, config.lease_s, progress)
     staging: Path | None = None
     trained = False
     clock = _Clock()
+    progress.start()
     try:
         if parent_path is not None:
             artifacts.verify(parent_path, parent_hash)
@@ -277,6 +353,7 @@ def _locked(
             )
             if updated.rowcount != 1:
                 raise LeaseLost(f"run {run_id} was failed by recovery while it trained")
+        progress.phase(TrainingPhase.EVALUATING)
         _phase(hooks, "evaluating", run_id)
         # The files are checked again right before the gate: a version is judged (and later
         # loaded) only if it is byte for byte what was registered.
@@ -288,6 +365,8 @@ def _locked(
             client=hooks.client,
             run_programs=hooks.run_programs,
             served_base_name=hooks.served_base_name,
+            inside_task=inside_task,
+            on_progress=progress.gate,
         )
         lease.check()
         clock.mark("gate_s")
@@ -314,6 +393,7 @@ def _locked(
             )
             _merge_metrics(session, adapter_id, gate=record)
             session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(gate=record))
+        progress.phase(TrainingPhase.PROMOTING)
         _phase(hooks, "promoting", run_id)
         reply = versions.request_promotion(
             adapter_id,
@@ -339,6 +419,7 @@ def _locked(
         _finish(run_id, TrainingRunStatus.FAILED, error=error, **extra)
         return Outcome(run_id, TrainingRunStatus.FAILED, error)
     finally:
+        progress.stop()
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, event
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, event
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.enums import AdapterAlias, AdapterStatus, TrainingRunStatus
@@ -80,6 +80,8 @@ class TrainingRun(Base):
     duration_s: Mapped[float | None] = mapped_column(Float)
     adapter_id: Mapped[int | None] = mapped_column(ForeignKey("adapters.id"))
     gate: Mapped[dict[str, Any]] = mapped_column(default=dict)  # decision and both metric sets
+    # Live progress while running (shared.schemas.progress.TrainingProgress); the last one stays.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_training_runs_status_started", "status", "started_at"),)

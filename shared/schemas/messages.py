@@ -11,6 +11,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.enums import ExecutionOutcome, TaskStatus, TrainingRunStatus, ValidationOutcome
+from shared.schemas.testsuite import TestSuite
+
+# The largest program an ad-hoc run carries: a generated answer is a few KiB; the queue carries
+# code, never data sets.
+MAX_PROGRAM_CHARS = 100_000
 
 
 class Message(BaseModel):
@@ -28,6 +33,11 @@ class Pong(Message):
     queue: str
     worker: str  # Celery hostname of the worker that answered
     pid: int
+    # Whether the worker can do its work, not only that it consumes its queue: the executor says
+    # False (and why, in ``detail``) when its sandbox cannot start. Old workers omit both.
+    ready: bool = True
+    detail: str = ""
+    slots: int | None = None  # the executor's sandbox slots that are up
 
 
 class AttemptRequest(Message):
@@ -53,6 +63,22 @@ class ExecuteRequest(Message):
 class ExecuteReply(Message):
     execution_id: int
     outcome: ExecutionOutcome
+
+
+class ProgramRequest(Message):
+    """Run one program against a test suite and reply with the verdict; nothing is stored (the
+    trainer's gate sends its held-out programs this way). Running it twice gives the same
+    verdict, so a redelivery is harmless."""
+
+    code: str = Field(max_length=MAX_PROGRAM_CHARS)
+    entry_point: str = Field(min_length=1, max_length=200)
+    tests: TestSuite
+    ref: str = Field("", max_length=200, description="the caller's label, echoed in logs")
+
+
+class ProgramReply(Message):
+    outcome: ExecutionOutcome
+    feedback: str = ""
 
 
 class ExecutedNotice(Message):

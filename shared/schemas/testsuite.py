@@ -17,12 +17,28 @@ def _check_python(source: str, what: str, mode: str = "exec") -> None:
         raise ValueError(f"{what} is not valid Python: {exc.msg} (line {exc.lineno})") from None
 
 
+def _format_is_required(schema: dict) -> None:
+    """``format`` picks the suite's kind: it has a default for Python callers, but a JSON
+    document must name it (the discriminator reads it), so the schema says it is required."""
+    required = schema.setdefault("required", [])
+    if "format" not in required:
+        required.insert(0, "format")
+
+
+# String formats for Python source, named in the OpenAPI document: JSON Schema cannot say "valid
+# Python", so the format's name and description do (the server parses each).
+def python(kind: str, description: str) -> dict:
+    return {"format": f"python-{kind}", "description": description}
+
+
 class AssertTests(BaseModel):
     """MBPP style: each test is one ``assert`` statement."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_format_is_required)
     format: Literal[TestFormat.ASSERTS] = TestFormat.ASSERTS
-    asserts: list[str] = Field(min_length=1)
+    asserts: list[
+        Annotated[str, Field(json_schema_extra=python("assert", "one Python assert statement"))]
+    ] = Field(min_length=1)
 
     @field_validator("asserts")
     @classmethod
@@ -38,9 +54,9 @@ class AssertTests(BaseModel):
 class CheckTests(BaseModel):
     """HumanEval style: a ``check(candidate)`` function called with the entry point."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_format_is_required)
     format: Literal[TestFormat.CHECK] = TestFormat.CHECK
-    check: str
+    check: str = Field(json_schema_extra=python("check", "Python source defining check(candidate)"))
 
     @field_validator("check")
     @classmethod
@@ -54,8 +70,8 @@ class CheckTests(BaseModel):
 
 class IOCase(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    call: str  # e.g. "add(1, 2)"
-    expected: str  # a Python expression, e.g. "3"
+    call: str = Field(json_schema_extra=python("expression", "a Python call, e.g. add(1, 2)"))
+    expected: str = Field(json_schema_extra=python("expression", "a Python expression, e.g. 3"))
 
     @field_validator("call", "expected")
     @classmethod
@@ -67,7 +83,7 @@ class IOCase(BaseModel):
 class IOTests(BaseModel):
     """Input/expected pairs: the call's value must equal the expected expression's value."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_format_is_required)
     format: Literal[TestFormat.IO] = TestFormat.IO
     cases: list[IOCase] = Field(min_length=1)
 

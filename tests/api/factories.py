@@ -189,6 +189,7 @@ def training_run(
     adapter_id: int | None = None,
     loss_curve: list[Any] | None = None,
     gate: dict[str, Any] | None = None,
+    progress: dict[str, Any] | None = None,
 ) -> TrainingRun:
     row = TrainingRun(
         status=status,
@@ -196,9 +197,10 @@ def training_run(
         config={"lr": 1e-4, "epochs": 2},
         examples_used=120,
         loss_curve=loss_curve if loss_curve is not None else [2.0, 1.5, 1.1, 0.9],
-        duration_s=42.0,
+        duration_s=None if status == TrainingRunStatus.RUNNING else 42.0,
         adapter_id=adapter_id,
         gate=gate if gate is not None else {},
+        progress=progress,
     )
     s.add(row)
     s.flush()

@@ -165,3 +165,176 @@ def test_admin_promotes_an_adapter(page, keys, student, lora_dir) -> None:
     page.screenshot(path=str(ARTIFACTS / "dashboard-adapters-promoted.png"), full_page=True)
     with session_scope() as s:
         assert s.get(AdapterAliasRow, AdapterAlias.ACTIVE).adapter_id == v1
+
+
+SHOTS = Path(os.environ.get("PERSD_SCREENSHOTS", "/tmp/persd-screenshots"))
+
+
+def _gated(version: int, promote: bool, cand: tuple, act: tuple) -> tuple[dict, dict]:
+    """A gate record and metrics shaped as the trainer stores them (runs.py, gate.py)."""
+    from services.trainer.config import load_config
+    from services.trainer.gate import Decision, Figures, GateResult
+
+    reason = (
+        f"held-out NLL {cand[2]:.4f} < {act[2]:.4f}; pass@1 {cand[0] / cand[1]:.3f} vs"
+        f" {act[0] / act[1]:.3f}"
+        if promote
+        else f"held-out NLL {cand[2]:.4f} is not better than the active {act[2]:.4f}"
+    )
+    sides = []
+    for side, (passed, tasks, nll), adapter_id in (
+        ("candidate", cand, version),
+        ("active", act, version - 1 or None),
+    ):
+        sides.append(
+            Figures(
+                side,
+                f"persd-v{version}" if side == "candidate" else "tiny-student",
+                adapter_id,
+                passed / tasks,
+                passed,
+                tasks,
+                nll,
+                4000 + 37 * version,
+                40,
+                list(range(100, 100 + tasks - passed)),
+            )
+        )
+    record = GateResult(Decision(promote, reason), *sides).record(load_config())
+    metrics = {
+        "training": {
+            "examples": 60 + 10 * version,
+            "skipped_too_long": [],
+            "steps": 80 * version,
+            "tokens": 83_000 * version,
+            "target_tokens": 41_000 * version,
+            "seconds": 300.0 + 20 * version,
+            "tokens_per_s": 1100.5,
+            "final_loss": 0.42,
+            "device": "cpu",
+            "dtype": "float32",
+            "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
+        },
+        "gate": record,
+        "timings": {"train_s": 310.2, "gate_s": 48.9, "promote_s": 2.1},
+    }
+    return record, metrics
+
+
+def _progress(**fields) -> dict:
+    from shared.models.base import utcnow
+    from shared.schemas.progress import TrainingProgress
+
+    return TrainingProgress(updated_at=utcnow(), **fields).model_dump(mode="json")
+
+
+def test_adapters_and_training_runs_pages_read_well(page, keys) -> None:
+    """One row per version with the headline figures, the rest behind <details>, nothing twice;
+    a running run's progress (step/total, ETA, then the gate's phase) updating live."""
+    from shared.enums import TrainingPhase, TrainingRunStatus
+    from shared.events import publish
+    from shared.models import TrainingRun
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with session_scope() as s:
+        ids = []
+        for version, promote, cand, act in (
+            (1, True, (3, 8, 1.9321), (1, 8, 2.4410)),
+            (2, False, (3, 8, 1.9876), (3, 8, 1.9321)),
+        ):
+            status = AdapterStatus.ACTIVE if promote else AdapterStatus.REJECTED
+            record, metrics = _gated(version, promote, cand, act)
+            a = f.adapter(
+                s, f"persd-v{version}", status, metrics=metrics, status_reason=record["reason"]
+            )
+            curve = [
+                {"step": i, "epoch": 1 + i // 40, "loss": 2.5 / (1 + i / 20)} for i in range(80)
+            ]
+            finished = TrainingRunStatus.PROMOTED if promote else TrainingRunStatus.REJECTED
+            f.training_run(
+                s,
+                status=finished,
+                adapter_id=a.id,
+                gate=record,
+                loss_curve=curve,
+                progress=_progress(
+                    phase=TrainingPhase.EVALUATING,
+                    step=80,
+                    total_steps=80,
+                    epoch=2,
+                    epochs=2,
+                    loss=0.42,
+                    tokens_per_s=1100.5,
+                    elapsed_s=360,
+                    gate_side="active",
+                    gate_done=8,
+                    gate_total=8,
+                ),
+            )
+            ids.append(a.id)
+        f.alias(s, ids[0])
+        running = f.training_run(
+            s,
+            status=TrainingRunStatus.RUNNING,
+            loss_curve=[{"step": i, "epoch": 1, "loss": 2.4 - i / 100} for i in range(1, 121)],
+            progress=_progress(
+                phase=TrainingPhase.TRAINING,
+                step=120,
+                total_steps=400,
+                epoch=3,
+                epochs=10,
+                loss=1.2345,
+                tokens_per_s=1234.0,
+                elapsed_s=95,
+                eta_s=222,
+            ),
+        ).id
+
+    _login(page, keys["read"], "/dashboard/adapters")
+    assert page.locator("#adapters tbody[id^='adapter-']").count() == 2  # one row per version
+    head = page.inner_text(f"#adapter-{ids[0]} tr.head")
+    assert "0.38" in head and "1.9321" in head and "promote" in head  # pass@1 3/8, NLL
+    assert page.inner_text(f"#adapter-{ids[1]} td.decision") == "reject"
+    details = page.locator(f"#adapter-{ids[0]} details")
+    assert not details.evaluate("d => d.open")  # the full record is one click away
+    page.screenshot(path=str(SHOTS / "adapters.png"), full_page=True)
+    page.click(f"#adapter-{ids[0]} details summary")
+    names = page.locator(f"#adapter-{ids[0]} details dt").all_inner_texts()
+    # Every figure appears once: the headline ones in the row only, the rest here once (the
+    # metrics' copy of the gate record is not shown again).
+    assert len(names) == len(set(names))
+    assert {"candidate.pass_at_1", "candidate.nll", "promote", "steps"}.isdisjoint(names)
+    assert {"candidate.nll_tokens", "active.failed_task_ids", "tokens_per_s"} <= set(names)
+    assert not [n for n in names if n.startswith("gate.")]
+    page.screenshot(path=str(SHOTS / "adapters-detail.png"), full_page=True)
+
+    page.goto("/dashboard/training-runs")
+    line = page.inner_text(f"#run-{running} .progress-line")
+    assert line == (
+        "training step 120/400 · epoch 3/10 · loss 1.2345 · 1,234 tok/s · elapsed 1m35s · ETA 3m42s"
+    )
+    page.wait_for_selector("#live-state.live.on")
+    page.screenshot(path=str(SHOTS / "training-runs.png"), full_page=True)
+    # The trainer moves on to the gate: the page follows the event without a reload.
+    gate_progress = _progress(
+        phase=TrainingPhase.EVALUATING,
+        step=400,
+        total_steps=400,
+        epoch=10,
+        epochs=10,
+        elapsed_s=410,
+        gate_side="candidate",
+        gate_done=12,
+        gate_total=40,
+    )
+    with session_scope() as s:
+        s.get(TrainingRun, running).progress = gate_progress
+    publish("training.progress", run_id=running, progress=gate_progress)
+    page.wait_for_selector(f"#run-{running} .progress-line:text('evaluating 12/40')")
+    assert page.inner_text(f"#run-{running} .progress-line") == (
+        "evaluating 12/40 held-out tasks (candidate) · elapsed 6m50s"
+    )
+    page.screenshot(path=str(SHOTS / "training-runs-gate.png"), full_page=True)
+    page.goto("/dashboard")
+    assert "evaluating 12/40 held-out tasks" in page.inner_text("#training-card")
+    page.screenshot(path=str(SHOTS / "overview.png"), full_page=True)

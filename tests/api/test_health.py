@@ -10,6 +10,7 @@ def test_healthz_and_readyz_against_real_services(db, vllm_server, monkeypatch) 
     from services.api.settings import get_api_settings
 
     monkeypatch.setenv("STUDENT_VLLM_URL", vllm_server.url)
+    monkeypatch.setenv("API_READY_WORKERS", "")  # the workers: tests/api/test_readiness.py
     get_api_settings.cache_clear()
     try:
         client = TestClient(create_app())
@@ -19,6 +20,7 @@ def test_healthz_and_readyz_against_real_services(db, vllm_server, monkeypatch) 
         get_api_settings.cache_clear()
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "redis": "ok", "student": "ok"}
+    assert ready.json()["workers"] == {}
 
 
 def test_readyz_names_what_is_down(db, monkeypatch) -> None:
@@ -72,9 +74,9 @@ def test_a_database_restart_costs_one_503_then_requests_reconnect(api, keys) -> 
 
 def test_the_api_reads_student_urls_as_the_student_worker_does(monkeypatch) -> None:
     from services.api.settings import ApiSettings
-    from services.student.settings import StudentSettings
     from shared.config import load
     from shared.errors import ConfigError
+    from shared.student_settings import StudentSettings
 
     monkeypatch.setenv("STUDENT_VLLM_URL", " http://a:1/ ,https://b:2")
     assert load(ApiSettings).student_urls == StudentSettings().urls == ["http://a:1", "https://b:2"]

@@ -421,8 +421,10 @@ def test_list_rejects_bad_parameters(api, keys) -> None:
     r = api.get("/v1/tasks?cursor=nonsense", headers=h)
     assert r.status_code == 422
     assert r.json()["error"]["message"] == (
-        "cursor is not one this API issued; pass next_cursor from the previous page unchanged"
+        "query.cursor: String should match pattern '^[1-9][0-9]{0,18}$'"
     )
+    # Any cursor of that pattern is a position: past the largest id it is the first page.
+    assert api.get("/v1/tasks?cursor=9999999999999999999", headers=h).status_code == 200
     r = api.get("/v1/tasks?status=done", headers=h)
     assert r.status_code == 422
     assert r.json()["error"]["message"].startswith("query.status.0: Input should be 'queued',")

@@ -87,3 +87,71 @@ def test_required_secrets_fail_loudly() -> None:
         deps = compose["services"][name]["depends_on"]
         assert deps["postgres"]["condition"] == "service_healthy", name
         assert deps["migrate"]["condition"] == "service_completed_successfully", name
+
+
+# What the sandbox needs from a container (services/executor/isolation.py): namespaces and
+# mounts, dropping to the slot uids, killing a job's tree, unconfined seccomp/AppArmor and the
+# host's cgroups.
+SANDBOX_KEYS = ("cap_add", "security_opt", "cgroup", "privileged")
+
+# The module each persd command in compose runs, to see what it loads.
+ENTRY_MODULES = {
+    ("worker", "student"): "services.student.worker",
+    ("worker", "teacher"): "services.teacher.worker",
+    ("worker", "trainer"): "services.trainer.worker",
+    ("worker", "executor"): "services.executor.worker",
+    ("beat",): "services.beat",
+    ("api",): "services.api.main",
+}
+
+
+def _loads_executor(module: str) -> list[str]:
+    """The services.executor modules importing ``module`` loads, in a fresh interpreter."""
+    code = (
+        "import importlib, sys; importlib.import_module(sys.argv[1]);"
+        " print(' '.join(sorted(m for m in sys.modules if m.startswith('services.executor'))))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, module],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_only_the_executor_has_and_needs_the_sandboxs_capabilities() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    privileged = {name for name, svc in services.items() if any(k in svc for k in SANDBOX_KEYS)}
+    assert privileged == {"executor"}
+    executor = services["executor"]
+    assert executor["command"] == ["worker", "executor"]
+    assert set(executor["cap_add"]) == {"SYS_ADMIN", "SETUID", "SETGID", "KILL"}
+    assert executor["cgroup"] == "host"
+    # ... and needs them: it is the one service whose code runs the sandbox. Every other persd
+    # service (the trainer's gate included: it sends programs to the executor's queue) loads no
+    # executor module at all.
+    checked = set()
+    for name, svc in services.items():
+        command = tuple(svc.get("command") or ())
+        module = ENTRY_MODULES.get(command[:2]) or ENTRY_MODULES.get(command[:1])
+        if module is None:
+            continue
+        checked.add(name)
+        loaded = _loads_executor(module)
+        if name == "executor":
+            assert "services.executor.slothost" in loaded or "services.executor.pool" in loaded
+        else:
+            assert loaded == [], f"{name} ({module}) loads {loaded}"
+    assert {"api", "student", "executor", "teacher", "trainer", "beat"} <= checked
+
+
+def test_flower_is_an_opt_in_service_without_per_task_events() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    flower = compose["services"]["flower"]
+    assert flower["profiles"] == ["ops"]
+    assert flower["command"][0] == "flower"
+    assert flower["environment"]["PERSD_FLOWER_EVENTS"] == "${FLOWER_EVENTS:-0}"

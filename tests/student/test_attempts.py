@@ -7,14 +7,14 @@ from sqlalchemy import func, select
 
 from services.student.attempts import make_attempt, on_executed
 from services.student.routing import Router
-from services.student.settings import StudentSettings
-from services.student.vllm_client import VllmClient
 from shared.db import session_scope
 from shared.enums import ExecutionOutcome, TaskStatus, TestSet
 from shared.errors import InvalidInput, NotFound
 from shared.models import Attempt, Execution, Refinement, Task
 from shared.schemas.messages import AttemptReply, AttemptRequest, ExecutedNotice, StepReply
 from shared.status import transition
+from shared.student_settings import StudentSettings
+from shared.vllm_client import VllmClient
 from tests.student.conftest import HEADER, add_task
 
 

@@ -9,14 +9,14 @@ import pytest
 from sqlalchemy import func, select
 
 from services.student.hotswap import promote
-from services.student.settings import StudentSettings
-from services.student.vllm_client import StudentUnavailable, VllmClient
 from shared.db import session_scope
 from shared.enums import AdapterStatus, TaskStatus
 from shared.models import Adapter, Attempt, Task
 from shared.queues import STUDENT_ATTEMPT, STUDENT_PROMOTE
 from shared.registry import get_active
 from shared.schemas.messages import AttemptRequest, PromoteReply, PromoteRequest
+from shared.student_settings import StudentSettings
+from shared.vllm_client import StudentUnavailable, VllmClient
 from tests.student.conftest import (
     BODY_V1,
     BODY_V2,

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from services.student.server import runtime_dir, server_argv, server_env
-from services.student.settings import StudentSettings
 from shared.config import load
 from shared.errors import ConfigError
+from shared.student_settings import StudentSettings
 
 
 def test_urls_are_split_and_trimmed(monkeypatch) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.student.vllm_client import ModelNotLoaded, StudentUnavailable, VllmClient
+from shared.vllm_client import ModelNotLoaded, StudentUnavailable, VllmClient
 from tests.student.conftest import PROMPT
 from tests.support.vllm import free_port
 

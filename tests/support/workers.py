@@ -106,6 +106,12 @@ class WorkerPool:
             self._running.pop(service).stop()
         return self.get(service, env)
 
+    def stop(self, service: str) -> None:
+        """Stop the pool's worker for ``service``, if it runs."""
+        worker = self._running.pop(service, None)
+        if worker is not None:
+            worker.stop()
+
     def stop_all(self) -> None:
         for worker in self._running.values():
             worker.stop()

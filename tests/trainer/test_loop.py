@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,31 @@ def test_nothing_to_train_is_a_clear_error(make_config, tiny_model, tmp_path) ->
         "nothing to train on: 2 example(s) given, 2 longer than max_length=8 tokens"
         " (TRAINER_MAX_LENGTH)"
     )
+
+
+def test_length_grouped_batches_cover_every_example_once_with_little_padding() -> None:
+    from services.trainer.loop import batches
+
+    lengths = [(i * 37) % 400 + 20 for i in range(200)]  # spread 20..419 tokens
+    grouped = batches(200, 8, epoch=0, seed=3, lengths=lengths)
+    plain = batches(200, 8, epoch=0, seed=3)
+    assert sorted(i for b in grouped for i in b) == list(range(200))
+    assert batches(200, 8, epoch=0, seed=3, lengths=lengths) == grouped  # seeded
+    assert batches(200, 8, epoch=1, seed=3, lengths=lengths) != grouped  # a new order per epoch
+
+    def padded(bs: list[list[int]]) -> int:
+        return sum(len(b) * max(lengths[i] for i in b) for b in bs)
+
+    # Padding to the longest of each batch: grouped batches compute little beyond the tokens.
+    assert padded(grouped) < 1.1 * sum(lengths) < padded(plain)
+
+
+def test_each_step_reports_its_progress(make_config, tiny_model, tmp_path) -> None:
+    steps = []
+    config = make_config(epochs=2, batch_size=2)
+    train_lora(config, PAIRS, tmp_path, base_model=str(tiny_model), on_step=steps.append)
+    total = 2 * -(-len(PAIRS) // 2)
+    assert [s.step for s in steps] == list(range(1, total + 1))
+    assert {s.total_steps for s in steps} == {total} and {s.epochs for s in steps} == {2}
+    assert [s.epoch for s in steps] == [1] * (total // 2) + [2] * (total // 2)
+    assert all(b.tokens > a.tokens and b.seconds >= a.seconds for a, b in pairwise(steps))

@@ -1,5 +1,6 @@
 """Training runs end to end on the real stack: PostgreSQL, Redis, a vLLM server on the tiny
-student, a real student worker doing the hot-swap, the executor's sandbox, peft on the tiny model.
+student, a real student worker doing the hot-swap, a real executor worker running the gate's
+programs (sent on the execute queue), peft on the tiny model.
 
 The tiny student is a random initialisation: it passes nothing until an adapter teaches it. The
 held-out split here holds copies of some training tasks (different task rows, same text), so the
@@ -21,8 +22,6 @@ import pytest
 from sqlalchemy import select
 
 from services.cli import main as persd
-from services.student.settings import get_student_settings
-from services.student.vllm_client import VllmClient
 from services.trainer import lease, runs, versions
 from services.trainer.execution import run_programs
 from services.trainer.gate import generate_programs
@@ -35,6 +34,8 @@ from shared.prompts import generation_prompt
 from shared.queues import TRAINER_TRAIN
 from shared.registry import artifact_hash, get_active
 from shared.schemas.messages import TrainRequest
+from shared.student_settings import get_student_settings
+from shared.vllm_client import VllmClient
 from tests.trainer.support import SET_A, SET_B, Spec, as_env, fast_settings, seed, suite
 
 pytestmark = pytest.mark.slow
@@ -57,6 +58,7 @@ def stack(workers, vllm_server, db, monkeypatch):
         monkeypatch.setenv(key, value)
     get_student_settings.cache_clear()
     workers.get("student", env=vllm_server.env | {"STUDENT_RETRY_FOR_S": "180"})
+    workers.get("executor")  # the gate's held-out programs go to it on the execute queue
     yield vllm_server
     get_student_settings.cache_clear()
 

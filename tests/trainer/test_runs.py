@@ -67,8 +67,8 @@ def test_train_now_goes_through_the_trainer_worker(db, workers, adapter_root, ca
 def test_train_command_argument_errors(db, capsys) -> None:
     assert persd(["train", "--now", "--set", "epochs=2"]) == 2
     assert capsys.readouterr().err == (
-        "persd: --set applies to a run in this process; add --here (the worker uses its own"
-        " environment's TRAINER_ settings)\n"
+        "persd: --set and --threads apply to a run in this process; add --here (the worker uses its"
+        " own environment's TRAINER_ settings)\n"
     )
     assert persd(["train", "--now", "--here", "--set", "epochs"]) == 2
     assert capsys.readouterr().err == "persd: --set expects KEY=VALUE, got 'epochs'\n"

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.protocol.common import MAX_ID
 from shared.enums import AdapterStatus, TrainingRunStatus
+from shared.schemas.progress import TrainingProgress
 
 
 class AdapterOut(BaseModel):
@@ -64,3 +65,6 @@ class TrainingRunOut(BaseModel):
     gate: dict[str, Any]
     config: dict[str, Any]
     error: str | None
+    progress: TrainingProgress | None = Field(
+        None, description="live progress while running (the last one after it ended)"
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -13,6 +13,10 @@ MAX_ID = 2**31 - 1
 
 
 NUL_MESSAGE = "contains a NUL character, which PostgreSQL text cannot store"
+
+
+# PostgreSQL text cannot store NUL; the schema says so with this pattern on stored strings.
+NO_NUL = r"^[^\x00]*$"
 
 
 def no_nul(value: str | None) -> str | None:
@@ -50,3 +54,15 @@ class Page(BaseModel, Generic[T]):
 def error_responses(*statuses: int) -> dict[int | str, dict]:
     """OpenAPI ``responses=`` entries documenting the error shape for these statuses."""
     return {status: {"model": ErrorBody} for status in statuses}
+
+
+def _iso_only(value: object) -> object:
+    """A time parameter is an ISO 8601 date-time, as the document says: pydantic's lax reading
+    of a bare number as a Unix timestamp would accept what the schema forbids."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+# For time query parameters: Annotated[datetime | None, IsoDateTime] = None.
+IsoDateTime = BeforeValidator(_iso_only)

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from services.api.protocol.common import Wire, no_nul
+from services.api.protocol.common import NO_NUL, Wire, no_nul
 from shared.enums import ExecutionOutcome, TaskStatus, TestSet, ValidationOutcome
-from shared.schemas.testsuite import TestSuite
+from shared.schemas.testsuite import TestSuite, python
 
 
 def header_functions(header: str) -> list[str]:
@@ -42,26 +42,37 @@ class TaskIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: str = Field(min_length=1, max_length=20_000)
+    description: str = Field(min_length=1, max_length=20_000, pattern=NO_NUL)
     header: str = Field(
         min_length=1,
         max_length=20_000,
-        description="the function signature (optionally with imports and docstring) the answer"
-        " must start with",
+        json_schema_extra=python(
+            "function-header",
+            "Python that defines at least one function: its signature, optionally with imports"
+            " and a docstring (a bare signature gets a body added to parse); the answer must"
+            " start with it",
+        ),
     )
     entry_point: str | None = Field(
-        None, max_length=200, description="the function under test; defaults to the header's last"
+        None,
+        max_length=200,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="the function under test: one the header defines; defaults to the header's"
+        " last",
     )
     seen_tests: TestSuite = Field(description="used for feedback to the student and the teacher")
     hidden_tests: TestSuite | None = Field(None, description="used only to score, never shown")
-    reference_solution: str | None = Field(None, max_length=100_000)
-    source_dataset: str | None = Field(None, max_length=100)
-    source_id: str | None = Field(None, max_length=200)
+    reference_solution: str | None = Field(
+        None, max_length=100_000, json_schema_extra=python("source", "a complete Python program")
+    )
+    source_dataset: str | None = Field(None, max_length=100, pattern=NO_NUL)
+    source_id: str | None = Field(None, max_length=200, pattern=NO_NUL)
     max_steps: int = Field(3, ge=1, le=10, description="student attempts: the first plus repairs")
     idempotency_key: str | None = Field(
         None,
         min_length=1,
         max_length=200,
+        pattern=NO_NUL,
         description="a retry with the same key returns the task created first",
     )
 

@@ -16,6 +16,7 @@ from services.api.protocol.adapters import (
 )
 from services.api.protocol.common import MAX_ID, Page, error_responses
 from services.api.serving import adapters
+from services.api.serving.pagination import CURSOR_PATTERN
 from services.api.settings import get_api_settings
 from shared.db import session_scope
 from shared.enums import ApiScope, TrainingRunStatus
@@ -35,7 +36,7 @@ def list_adapters(_principal=read) -> list[AdapterOut]:
 @router.post(
     "/adapters/{version}/promote",
     response_model=PromoteResult,
-    responses=error_responses(401, 403, 404, 409, 422, 502, 504),
+    responses=error_responses(400, 401, 403, 404, 409, 422, 502, 504),
 )
 def promote_adapter(
     version: Annotated[int, Path(ge=1, le=MAX_ID)],
@@ -50,7 +51,7 @@ def promote_adapter(
 @router.post(
     "/adapters/rollback",
     response_model=PromoteResult,
-    responses=error_responses(401, 403, 404, 409, 422, 502, 504),
+    responses=error_responses(400, 401, 403, 404, 409, 422, 502, 504),
 )
 def rollback_adapter(
     body: Annotated[RollbackIn | None, Body()] = None,
@@ -69,7 +70,10 @@ def rollback_adapter(
 )
 def list_training_runs(
     status: TrainingRunStatus | None = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     _principal=read,
 ) -> Page[TrainingRunOut]:

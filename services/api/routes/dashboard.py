@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 
 from services.api import auth
 from services.api.errors import Forbidden, Unauthorized
+from services.api.health import worker_states
 from services.api.keys import Principal, authenticate
 from services.api.protocol.common import MAX_ID
 from services.api.serving import adapters, dashboard, refinements
@@ -60,6 +61,8 @@ def _page(request: Request, name: str, principal: Principal, status: int = 200, 
             "principal": principal,
             "is_admin": principal.has(ApiScope.ADMIN),
             "refresh_delay_ms": delay_ms,
+            # Never waits on the pings: the last answer, refreshed in the background.
+            "worker_rows": dashboard.worker_rows(worker_states(wait=False)),
             **context,
         },
         status_code=status,
@@ -176,6 +179,7 @@ def overview(request: Request) -> Response:
             "tpm_series": dashboard.tasks_per_minute_series(stats),
             "tasks_last_minute": per_minute[-1].count if per_minute else 0,
             "tasks_last_hour": sum(p.count for p in per_minute),
+            "training": adapters.running_training_run(session),
             "nav": "overview",
         }
 
@@ -228,8 +232,7 @@ def adapter_list(request: Request) -> Response:
         versions = adapters.list_adapters(session)
         return {
             "adapters": versions,
-            "figures": {a.version: dashboard.figures(a.metrics) for a in versions},
-            "gates": {a.version: dashboard.figures(a.gate) for a in versions},
+            "rows": {a.version: dashboard.adapter_row(a) for a in versions},
             "promotable": dashboard.PROMOTABLE_STATUSES,
             "nav": "adapters",
         }
@@ -252,7 +255,7 @@ def training_runs(request: Request) -> Response:
         return {
             "page": page,
             "curves": {r.id: dashboard.loss_points(r.loss_curve) for r in page.items},
-            "gates": {r.id: dashboard.figures(r.gate) for r in page.items},
+            "gates": {r.id: dashboard.gate_headline(r.gate) for r in page.items},
             "nav": "training",
         }
 

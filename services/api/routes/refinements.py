@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from services.api.auth import require
-from services.api.protocol.common import MAX_ID, NoNul, Page, error_responses
+from services.api.protocol.common import MAX_ID, IsoDateTime, NoNul, Page, error_responses
 from services.api.protocol.refinements import RefinementDetail, RefinementSummary
 from services.api.serving import refinements
+from services.api.serving.pagination import CURSOR_PATTERN
 from shared.db import session_scope
 from shared.enums import ApiScope, ValidationOutcome
 
@@ -24,9 +25,12 @@ def list_refinements(
     error_type: Annotated[str | None, Query(max_length=100), NoNul] = None,
     adapter_version: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     task_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    since: Annotated[datetime | None, IsoDateTime] = None,
+    until: Annotated[datetime | None, IsoDateTime] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     _principal=read,
 ) -> Page[RefinementSummary]:

@@ -26,7 +26,15 @@ read = Depends(require(ApiScope.READ))
 def get_stats(
     request: Request,
     window_hours: Annotated[int, Query(ge=1, le=720)] = 24,
-    bucket_minutes: Annotated[int, Query(ge=1, le=1440)] = 60,
+    bucket_minutes: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=1440,
+            description="pass-rate bucket width; widened so the window has at most 1000 buckets"
+            " (bucket_s in the answer is the width used)",
+        ),
+    ] = 60,
     _principal=read,
 ) -> Response:
     """Tasks per status and minute, pass rate per adapter over time, teacher spend, queues."""

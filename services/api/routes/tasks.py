@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
 
 from services.api.auth import require
-from services.api.protocol.common import MAX_ID, NoNul, Page, error_responses
+from services.api.protocol.common import MAX_ID, IsoDateTime, NoNul, Page, error_responses
 from services.api.protocol.tasks import TaskBatchCreated, TaskCreated, TaskDetail, TaskSummary
 from services.api.serving import tasks
+from services.api.serving.pagination import CURSOR_PATTERN
 from services.api.settings import get_api_settings
 from shared.db import session_scope
 from shared.enums import ApiScope, TaskStatus
@@ -42,12 +43,23 @@ _BODY_SCHEMA = {
     status_code=201,
     response_model=TaskCreated | TaskBatchCreated,
     responses={200: {"description": "every task already existed (an idempotent retry)"}}
-    | error_responses(401, 403, 409, 413, 422),
+    | error_responses(400, 401, 403, 409, 413, 422),
     openapi_extra=_BODY_SCHEMA,
 )
 def submit_tasks(
     payload: Annotated[dict[str, Any], Body(description="a TaskIn, or a TaskBatch")],
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=180,
+            # Printable ASCII: what an HTTP header carries unchanged.
+            pattern=r"^[!-~]([ -~]*[!-~])?$",
+            description="makes a retry safe: the same key returns the tasks created first; with"
+            " a single task that also has idempotency_key, the two must be equal",
+        ),
+    ] = None,
     _principal=Depends(require(ApiScope.SUBMIT)),
 ) -> Response:
     """Submit one task or a batch ({"tasks": [...]}); an idempotency key makes a retry safe."""
@@ -71,9 +83,12 @@ def submit_tasks(
 def list_tasks(
     status: Annotated[list[TaskStatus], Query(description="repeat to match several")] = [],  # noqa: B006 - FastAPI copies defaults
     source_dataset: Annotated[str | None, Query(max_length=100), NoNul] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    created_after: Annotated[datetime | None, IsoDateTime] = None,
+    created_before: Annotated[datetime | None, IsoDateTime] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     _principal=read,
 ) -> Page[TaskSummary]:

@@ -22,6 +22,7 @@ from shared.models import Adapter, AdapterAliasRow, TrainingRun
 from shared.queues import STUDENT_PROMOTE
 from shared.registry import get_active
 from shared.schemas.messages import PromoteRequest
+from shared.schemas.progress import TrainingProgress
 
 # Refused before anything is sent to the student: a version without finished weights, one the
 # gate rejected, and one that failed (to load or to answer the canary). An evaluating version may
@@ -183,8 +184,15 @@ def list_training_runs(
                 gate=r.gate or {},
                 config=r.config or {},
                 error=r.error,
+                progress=TrainingProgress.model_validate(r.progress) if r.progress else None,
             )
             for r in items
         ],
         next_cursor=next_cursor,
     )
+
+
+def running_training_run(session: Session) -> TrainingRunOut | None:
+    """The run in progress, if any (the overview shows its live progress)."""
+    page = list_training_runs(session, TrainingRunStatus.RUNNING, None, 1)
+    return page.items[0] if page.items else None

@@ -23,7 +23,6 @@ from services.api.protocol.stats import (
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.enums import AdapterAlias, ExecutionOutcome, TaskStatus, TestSet, ValidationOutcome
-from shared.errors import InvalidInput
 from shared.models import Adapter, AdapterAliasRow, Attempt, Execution, Refinement, Task
 from shared.queues import Queue
 
@@ -156,24 +155,27 @@ def queue_depths(client: redis.Redis | None = None) -> dict[str, int]:
     return {q.value: sum(sizes[i * steps : (i + 1) * steps]) for i, q in enumerate(Queue)}
 
 
+def bucket_width_s(window_hours: int, bucket_minutes: int) -> int:
+    """The bucket asked for, widened (to whole minutes) until the window has at most
+    ``MAX_BUCKETS``: every combination the API's bounds allow is answered, and ``bucket_s``
+    says the width used."""
+    minutes = max(bucket_minutes, -(-window_hours * 60 // MAX_BUCKETS))
+    return minutes * 60
+
+
 def compute(session: Session, window_hours: int, bucket_minutes: int) -> Stats:
-    buckets = window_hours * 60 // bucket_minutes
-    if buckets > MAX_BUCKETS:
-        raise InvalidInput(
-            f"window_hours={window_hours} with bucket_minutes={bucket_minutes} gives {buckets}"
-            f" points per series; at most {MAX_BUCKETS}, so widen the bucket or shorten the window"
-        )
+    bucket_s = bucket_width_s(window_hours, bucket_minutes)
     now = datetime.now(UTC)
     since = now - timedelta(hours=window_hours)
     by_status = tasks_by_status(session)
     return Stats(
         generated_at=now,
         since=since,
-        bucket_s=bucket_minutes * 60,
+        bucket_s=bucket_s,
         tasks_total=sum(by_status.values()),
         tasks_by_status=by_status,
         tasks_per_minute=tasks_per_minute(session, now),
-        pass_rate=pass_rates(session, since, bucket_minutes * 60),
+        pass_rate=pass_rates(session, since, bucket_s),
         teacher=teacher_stats(session),
         queue_depths=queue_depths(),
         active_adapter=active_adapter(session),
