@@ -1,0 +1,74 @@
+"""Fixtures of the experiment tests: a vLLM server on the student the experiment measures, the
+pipeline's real workers pointed at it, and the test process's own settings to match (the
+experiment runs in the test process, as `persd experiment` runs beside a stack)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from services.student.settings import get_student_settings
+from services.teacher.settings import get_teacher_settings
+from tests.e2e.support import TEACHER_REFERENCE, purge_queues, student_env, unload_adapters
+from tests.support.vllm import VllmServer
+from tests.support.workers import WorkerPool
+
+
+def student_path() -> Path:
+    from tests.support.vllm import tiny_student_path
+
+    return tiny_student_path()
+
+
+@dataclass
+class ExperimentStack:
+    server: VllmServer
+    workers: WorkerPool
+    reports: Path
+
+    def args(self, *argv: str) -> argparse.Namespace:
+        """`persd experiment ARGV` as the CLI parses it, reports under the test's directory."""
+        from services.cli import build_parser
+
+        return build_parser().parse_args(
+            ["experiment", "--no-progress", "--out", str(self.reports), *argv]
+        )
+
+
+@pytest.fixture(scope="package")
+def student_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    server = VllmServer(
+        student_path(), data_dir=tmp_path_factory.mktemp("vllm-exp"), log_dir=WorkerPool().log_dir
+    )
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+WORKER_ENV = {"STUDENT_MAX_TOKENS": "96", "TEACHER_EVAL_BENCHMARKS": "[]"}
+
+
+@pytest.fixture
+def stack(
+    workers: WorkerPool, student_server: VllmServer, db, monkeypatch, tmp_path
+) -> Iterator[ExperimentStack]:
+    env = student_env(student_server.env) | TEACHER_REFERENCE | WORKER_ENV
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_student_settings.cache_clear()
+    get_teacher_settings.cache_clear()
+    purge_queues()
+    unload_adapters(student_server.url)
+    for service in ("student", "executor", "teacher"):
+        workers.restart(service, env)
+    yield ExperimentStack(student_server, workers, tmp_path / "reports")
+    workers.stop_all()
+    purge_queues()
+    get_student_settings.cache_clear()
+    get_teacher_settings.cache_clear()
