@@ -88,17 +88,15 @@ def mbpp(path: Path) -> list[PoolTask]:
 
 
 def suite(spec: PoolSpec) -> Pools:
-    from services.suite import Pool, PoolSizes, make_pools
+    from services.suite import Pool, make_pool
 
-    sizes = PoolSizes(distill=spec.distill_size, heldout=spec.heldout_size)
-    pools = make_pools(spec.suite_seed, sizes)
+    def pool(which: Pool, size: int) -> list[PoolTask]:
+        return [
+            PoolTask(t.content_hash, t.to_eval_task(), t.to_submission())
+            for t in make_pool(which, spec.suite_seed, size)
+        ]
 
-    def convert(task: Any) -> PoolTask:
-        return PoolTask(task.content_hash, task.to_eval_task(), task.to_submission())
-
-    return Pools(
-        [convert(t) for t in pools[Pool.DISTILL]], [convert(t) for t in pools[Pool.HELDOUT]]
-    )
+    return Pools(pool(Pool.DISTILL, spec.distill_size), pool(Pool.HELDOUT, spec.heldout_size))
 
 
 def load_source(source: str) -> list[PoolTask]:

@@ -13,7 +13,8 @@ import pytest
 
 from services.student.settings import get_student_settings
 from services.teacher.settings import get_teacher_settings
-from tests.e2e.support import TEACHER_REFERENCE, purge_queues, student_env, unload_adapters
+from tests.e2e.support import TEACHER_REFERENCE, purge_queues, unload_adapters
+from tests.e2e.support import student_env as student_env_of
 from tests.support.vllm import VllmServer
 from tests.support.workers import WorkerPool
 
@@ -55,20 +56,27 @@ WORKER_ENV = {"STUDENT_MAX_TOKENS": "96", "TEACHER_EVAL_BENCHMARKS": "[]"}
 
 
 @pytest.fixture
-def stack(
-    workers: WorkerPool, student_server: VllmServer, db, monkeypatch, tmp_path
-) -> Iterator[ExperimentStack]:
-    env = student_env(student_server.env) | TEACHER_REFERENCE | WORKER_ENV
+def student_env(student_server: VllmServer, monkeypatch) -> Iterator[dict[str, str]]:
+    """This process's settings pointed at the experiment's student server."""
+    env = student_env_of(student_server.env) | TEACHER_REFERENCE | WORKER_ENV
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     get_student_settings.cache_clear()
     get_teacher_settings.cache_clear()
+    yield env
+    monkeypatch.undo()
+    get_student_settings.cache_clear()
+    get_teacher_settings.cache_clear()
+
+
+@pytest.fixture
+def stack(
+    workers: WorkerPool, student_server: VllmServer, student_env, db, tmp_path
+) -> Iterator[ExperimentStack]:
     purge_queues()
     unload_adapters(student_server.url)
     for service in ("student", "executor", "teacher"):
-        workers.restart(service, env)
+        workers.restart(service, student_env)
     yield ExperimentStack(student_server, workers, tmp_path / "reports")
     workers.stop_all()
     purge_queues()
-    get_student_settings.cache_clear()
-    get_teacher_settings.cache_clear()

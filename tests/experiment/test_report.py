@@ -25,7 +25,6 @@ from shared.errors import Conflict
 from shared.models import Adapter, Experiment, ExperimentRun
 from shared.registry import set_alias
 from shared.schemas.experiments import ExperimentConfig, RunResult, TaskOutcome, Traffic
-from tests.api import factories as f
 
 HELDOUT = [f"h{i}" for i in range(40)]
 
