@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dataset",
         required=True,
-        help="'humaneval', or a path to MBPP-format JSONL (text, code, test_list)",
+        help="'humaneval', 'suite:POOL[:SEED]' (the offline suite, e.g. suite:heldout), or a path"
+        " to MBPP-format JSONL (text, code, test_list)",
     )
     p.add_argument("--steps", type=int, help="inference steps (default STUDENT_STEPS)")
     p.add_argument("--samples", type=int, default=1, help="samples per task (n of pass@k)")
