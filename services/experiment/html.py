@@ -206,13 +206,14 @@ def tables(report: ExperimentReport) -> str:
     for c in report.comparisons:
         sig = ' class="sig"' if c.low > 0 or c.high < 0 else ""
         comp.append(
-            f"<tr{sig}><td>{escape(c.a)} {escape(c.label)} ({escape(c.b)})</td><td>{c.step}</td>"
+            f"<tr{sig}><td>{escape(c.a)} vs {escape(c.b)}</td><td>{escape(c.label)}</td>"
+            f"<td>{c.step}</td>"
             f"<td>{100 * c.diff:+.1f} <small>[{100 * c.low:+.1f}, {100 * c.high:+.1f}]</small>"
             f"</td><td>{c.p_bootstrap:.3g}</td><td>{c.p_mcnemar:.3g}</td>"
             f"<td>{c.wins}/{c.losses}</td></tr>"
         )
     comparisons = (
-        '<table id="comparisons"><tr><th>comparison</th><th>step</th><th>diff (pts) [95% CI]'
+        '<table id="comparisons"><tr><th>comparison</th><th>kind</th><th>step</th><th>diff (pts) [95% CI]'
         "</th><th>p (paired bootstrap)</th><th>p (McNemar)</th><th>wins/losses</th></tr>"
         + "".join(comp)
         + "</table>"
