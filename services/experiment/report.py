@@ -112,14 +112,15 @@ class ExperimentReport(BaseModel):
 
 
 def planned(config: ExperimentConfig) -> list[tuple[ExperimentArm, int, int]]:
-    """(arm, count, seed) of every point: base once (greedy decoding has no seed), each trained
-    arm at every count and seed."""
+    """(arm, count, seed) of every point: base once (greedy decoding has no seed), then each
+    trained arm at every count and seed, seed by seed, so that an experiment stopped early
+    already has every arm at the first seeds."""
     points: list[tuple[ExperimentArm, int, int]] = []
     if ExperimentArm.BASE in config.arms:
         points.append((ExperimentArm.BASE, 0, config.seeds[0]))
-    for arm in config.arms:
-        if arm in TRAINED_ARMS:
-            points += [(arm, c, s) for c in sorted(config.counts) for s in config.seeds]
+    trained = [a for a in config.arms if a in TRAINED_ARMS]
+    for seed in config.seeds:
+        points += [(arm, c, seed) for c in sorted(config.counts) for arm in trained]
     return points
 
 
