@@ -119,3 +119,47 @@ def test_ctrl_c_leaves_nothing_half_written_and_a_rerun_resumes(stack, monkeypat
     with pytest.raises(Conflict, match="exists with another configuration .*seeds"):
         _run(stack.args(*[a if a != "0" else "1" for a in argv]))
     assert count(ExperimentRun) == 2
+
+
+def test_stand_answers_from_an_api_teacher_are_priced_and_filtered(student_server) -> None:
+    """The OpenAI path of StanD's data: one solve call per task through the teacher client,
+    its tokens priced from TEACHER_PRICES; answers that fail the seen tests are kept out of
+    training. The teacher here is the student's own vLLM server (OpenAI-compatible), whose
+    nonsense never passes."""
+    from decimal import Decimal
+
+    from services.experiment import traffic
+    from services.experiment.arms import select_point
+    from services.experiment.pools import humaneval
+    from services.student.evaluation import executor_runner
+    from services.teacher.costs import cost_of
+    from services.teacher.settings import TeacherSettings
+    from shared.schemas.experiments import Traffic
+
+    settings = TeacherSettings(
+        backend="openai",
+        base_url=f"{student_server.url}/v1",
+        api_key="sk-test",
+        model=student_server.model,
+        max_tokens=16,
+        prices={student_server.model: {"input": Decimal("0.50"), "output": Decimal("1.50")}},
+    )
+    pool = [t for t in humaneval() if t.eval_task.seen_tests][:2]
+    run_tests, close = executor_runner(workers=1)
+    try:
+        answers = traffic.ask_stand_answers(settings, pool, [101, 102], run_tests)
+    finally:
+        close()
+    assert [a.task_id for a in answers] == [101, 102]
+    for answer in answers:
+        spend = answer.spend
+        assert (spend.tasks, spend.calls) == (1, 1)
+        assert spend.tokens_in > 0 and 0 < spend.tokens_out <= 16
+        assert spend.cost_usd == float(
+            cost_of(settings, settings.model, spend.tokens_in, spend.tokens_out)
+        )
+        assert spend.cost_usd > 0
+        assert answer.passed_seen is False
+    stored = Traffic(task_ids=[101, 102], stand_answers=answers, done=True)
+    chosen = select_point(ExperimentArm.STAND, 2, 0, stored)
+    assert chosen.pairs == []  # no answer passed its seen tests: nothing to train StanD on
