@@ -233,6 +233,13 @@ def body(report: ExperimentReport) -> str:
         f" wall {report.wall_s / 60:.1f} min (traffic {t.wall_s / 60:.1f}) · CPU"
         f" {report.cpu_s / 60:.1f} min in arm points</p>"
         + (f'<p class="error">{escape(report.error)}</p>' if report.error else "")
+        + (
+            '<p class="error">the traffic was answered by more than one model ('
+            + escape(", ".join(t.attempt_models))
+            + "): an adapter went live while it flowed</p>"
+            if len(t.attempt_models) > 1
+            else ""
+        )
         + tables(report)
         + charts(report)
         + "</div>"

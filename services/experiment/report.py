@@ -77,6 +77,7 @@ class TrafficRow(BaseModel):
     tasks: int
     statuses: dict[str, int]
     refined: int
+    attempt_models: list[str]
     wall_s: float
     done: bool
 
@@ -283,6 +284,7 @@ def build(session: Session, ref: int | str) -> ExperimentReport:
             tasks=len(traffic.task_ids),
             statuses=traffic.statuses,
             refined=len(traffic.refined_task_ids),
+            attempt_models=traffic.attempt_models,
             wall_s=traffic.wall_s,
             done=traffic.done,
         ),

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from services.api.protocol.tasks import TaskIn
 from services.api.serving.tasks import submit
@@ -32,7 +32,7 @@ from services.teacher.settings import TeacherSettings
 from shared.db import session_scope
 from shared.enums import TaskStatus
 from shared.errors import PersdError
-from shared.models import Refinement, Task
+from shared.models import Attempt, Refinement, Task
 from shared.prompts import extract_code
 from shared.schemas.experiments import StandAnswer, TaskSpend, TeacherSpend, Traffic
 
@@ -215,7 +215,12 @@ def summarise(
     tally: dict[str, int] = {}
     for status in found.values():
         tally[status.value] = tally.get(status.value, 0) + 1
+    with session_scope() as session:
+        models = session.scalars(
+            select(Attempt.model_name).where(Attempt.task_id.in_(task_ids)).distinct()
+        ).all()
     return Traffic(
+        attempt_models=sorted(models),
         task_ids=task_ids,
         statuses=dict(sorted(tally.items())),
         refined_task_ids=[t for t in task_ids if found[t] == TaskStatus.REFINED],
@@ -224,12 +229,3 @@ def summarise(
         wall_s=round(wall_s, 3),
         done=True,
     )
-
-
-def count_submitted(experiment: str) -> int:
-    with session_scope() as session:
-        return session.scalar(
-            select(func.count(Task.id)).where(
-                Task.idempotency_key.like(f"experiment:{experiment[:100]}:%")
-            )
-        )

@@ -101,6 +101,10 @@ class Traffic(BaseModel):
     refined_task_ids: list[int] = Field(default_factory=list)
     spend: list[TaskSpend] = Field(default_factory=list)
     stand_answers: list[StandAnswer] = Field(default_factory=list)
+    # The models vLLM was asked for by the traffic's attempts: the base model's name alone,
+    # unless an adapter went live while the traffic flowed (then PERsD's data is not the base
+    # student's own).
+    attempt_models: list[str] = Field(default_factory=list)
     wall_s: float = 0.0
     done: bool = False
 
