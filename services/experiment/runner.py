@@ -155,14 +155,15 @@ def _set_run(run_id: int, **values) -> None:
             setattr(row, key, value)
 
 
-def _adapter_target(adapter_id: int | None) -> Target | None:
+def _adapter_target(adapter_id: int | None) -> tuple[Target, dict] | None:
+    """The point's version from an earlier session and its training figures, if it is whole."""
     if adapter_id is None:
         return None
     with session_scope() as session:
         row = session.get(Adapter, adapter_id)
         if row is None or not Path(row.artifact_path).is_dir():
             return None
-        return Target(row.name, row.id, row.artifact_path)
+        return Target(row.name, row.id, row.artifact_path), (row.metrics or {}).get("training", {})
 
 
 def run_point(
@@ -189,8 +190,11 @@ def run_point(
         result.examples_used = len(chosen.pairs)
         result.capped = chosen.capped
         result.spend = chosen.spend
-        trained = _adapter_target(run.adapter_id)  # trained before an interruption: reuse it
-        if trained is None:
+        earlier = _adapter_target(run.adapter_id)  # trained before an interruption: reuse it
+        if earlier is not None:
+            trained, result.training = earlier
+            result.train_s = float(result.training.get("seconds", 0.0))
+        else:
             tc = trainer_config(config, run.arm, run.seed)
             steps = tc.epochs * math.ceil(len(chosen.pairs) / tc.batch_size)
             label = f"train {run.arm.value}@{run.count} s{run.seed}"
