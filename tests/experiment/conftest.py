@@ -20,9 +20,28 @@ from tests.support.workers import WorkerPool
 
 
 def student_path() -> Path:
-    from tests.support.vllm import tiny_student_path
+    """The pretrained suite student of the small budget (a few minutes to build), built once
+    and cached beside the tiny student for later sessions; a file lock serialises builders."""
+    import fcntl
 
-    return tiny_student_path()
+    from services.student.pretrain import (
+        BUILDER_VERSION,
+        PRESETS,
+        Budget,
+        build_pretrained_student,
+        is_built,
+    )
+    from tests.support.vllm import model_cache_dir
+
+    spec = PRESETS[Budget.SMALL]
+    cache = model_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / f"suite-student-small-v{BUILDER_VERSION}"
+    if is_built(target, spec):
+        return target
+    with open(cache / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return build_pretrained_student(target, spec)
 
 
 @dataclass
