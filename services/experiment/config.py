@@ -31,8 +31,8 @@ OFFLINE_TRAINER: dict[str, Any] = {
         "up_proj",
         "down_proj",
     ],
-    "learning_rate": 2e-3,
-    "epochs": 20,
+    "learning_rate": 5e-3,
+    "epochs": 10,
     "batch_size": 16,
     "max_length": 512,
     "lr_scheduler": "linear",
@@ -42,8 +42,8 @@ OFFLINE_TRAINER: dict[str, Any] = {
 # the reduced experiment of the test suite; "paper" sizes the GPU recipe (README).
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {
-        "pools": PoolSpec(distill_size=150, heldout_size=80),
-        "counts": [20, 60],
+        "pools": PoolSpec(distill_size=100, heldout_size=50),
+        "counts": [8, 24],
         "seeds": [0, 1, 2],
     },
     "small": {
