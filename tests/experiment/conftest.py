@@ -62,7 +62,10 @@ class ExperimentStack:
 @pytest.fixture(scope="package")
 def student_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
     server = VllmServer(
-        student_path(), data_dir=tmp_path_factory.mktemp("vllm-exp"), log_dir=WorkerPool().log_dir
+        student_path(),
+        data_dir=tmp_path_factory.mktemp("vllm-exp"),
+        log_dir=WorkerPool().log_dir,
+        max_model_len=1024,  # the suite student's context
     )
     try:
         server.start()
