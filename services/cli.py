@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "services.teacher.cli",
     "services.trainer.cli",
     "services.api.cli",
+    "services.experiment.cli",
 ]
 
 

@@ -1,12 +1,18 @@
-"""``persd demo``: watch the loop work on HumanEval, through the REST API of a running stack.
+"""``persd demo``: watch the loop teach, through the REST API of a running stack.
 
-Submits HumanEval tasks (seen tests = the docstring examples, hidden = ``check``, the canonical
-solution as the reference the ``reference`` teacher answers with), prints progress while the
-student fails, the teacher refines and examples accumulate, waits for the trainer to promote an
-adapter, then resubmits the tasks the student had failed and reports how many it now passes.
+By default the tasks come from the offline task suite (``services.suite``) and the student is the
+pretrained suite student: the demo first scores the base model on the suite's *held-out* pool
+(tasks no pool trains on, scored on hidden tests with ``persd eval``'s evaluation), then submits
+distillation tasks and prints progress while the student fails some, the teacher rectifies its
+own attempts and examples accumulate, waits for the trainer to promote an adapter, scores the
+held-out pool again with it, and resubmits the tasks the student had failed. The closing lines
+put held-out pass@1 (base vs promoted adapter: generalisation) beside the trained tasks' pass
+rate (recall).
 
-``make demo`` starts the stack with the settings this needs (HumanEval is not excluded from
-training, a low training trigger, greedy decoding) and runs this command beside it.
+``--dataset humaneval`` streams HumanEval tasks instead (seen tests = the docstring examples,
+hidden = ``check``, the canonical solution as the reference). ``make demo`` starts the stack with
+the settings this needs (a low training trigger, greedy decoding) and runs this command beside
+it.
 """
 
 from __future__ import annotations
@@ -21,14 +27,18 @@ FINAL = {"passed", "refined", "unrefinable", "error", "needs_teacher", "budget_e
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="stream HumanEval tasks through a running stack and report")
+    p = sub.add_parser("demo", help="stream tasks through a running stack and report")
     p.add_argument("--url", default=os.environ.get("PERSD_API_URL", "http://127.0.0.1:8000"))
     p.add_argument(
         "--key",
         default=os.environ.get("PERSD_API_KEY"),
         help="admin API key (default: create one in the database)",
     )
-    p.add_argument("--tasks", type=int, default=40, help="HumanEval tasks to submit")
+    p.add_argument("--dataset", choices=["suite", "humaneval"], default="suite")
+    p.add_argument("--tasks", type=int, default=60, help="distillation tasks to submit")
+    p.add_argument(
+        "--heldout", type=int, default=40, help="suite held-out tasks scored before and after"
+    )
     p.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
     p.set_defaults(handler=_demo)
 
@@ -41,6 +51,45 @@ def _key(args: argparse.Namespace) -> str:
 
     with session_scope() as s:
         return create_key(s, "demo", ["admin"]).key
+
+
+def _suite_bodies(n: int, round_: int, only: set[str] | None = None) -> list[dict[str, Any]]:
+    from services.suite import Pool, make_pool
+
+    bodies = []
+    for task in make_pool(Pool.DISTILL, 0, n):
+        if only is not None and task.task_id not in only:
+            continue
+        body = task.to_submission()
+        body["idempotency_key"] = f"demo-{task.content_hash[:40]}-round{round_}"
+        bodies.append(body)
+    return bodies
+
+
+def _heldout_pass(n: int, adapter: dict[str, Any] | None) -> list[float]:
+    """Held-out pass@1 per step of the base model or an adapter (greedy, hidden tests)."""
+    from services.experiment.measure import Measurer
+    from services.student.datasets import load_suite
+    from services.student.routing import Target
+    from services.student.settings import get_student_settings
+    from shared.db import session_scope
+    from shared.registry import get_adapter
+
+    settings = get_student_settings()
+    measurer = Measurer(settings, steps=settings.steps, max_new_tokens=settings.max_tokens)
+    try:
+        target = measurer.base_target()
+        if adapter is not None:
+            with session_scope() as session:
+                row = get_adapter(session, adapter["version"])
+                target = Target(row.name, row.id, row.artifact_path)
+        return measurer.score(load_suite("suite:heldout")[:n], target, progress=False).pass_at_1
+    finally:
+        measurer.close()
+
+
+def _steps(scores: list[float]) -> str:
+    return ", ".join(f"step {i} {100 * v:.1f}%" for i, v in enumerate(scores, 1))
 
 
 def _bodies(n: int, round_: int, only: set[str] | None = None) -> list[dict[str, Any]]:
@@ -132,8 +181,15 @@ def _demo(args: argparse.Namespace) -> int:
     )
     _wait_ready(client, 600)
     deadline = time.monotonic() + args.timeout
-    first = _submit(client, _bodies(args.tasks, 1))
-    print(f"submitted {len(first)} HumanEval tasks; dashboard: {args.url}/")
+    suite = args.dataset == "suite"
+    bodies = _suite_bodies if suite else _bodies
+    before: list[float] = []
+    if suite:
+        print(f"scoring the base model on {args.heldout} held-out suite tasks...", flush=True)
+        before = _heldout_pass(args.heldout, None)
+        print(f"held-out pass@1, base model: {_steps(before)}", flush=True)
+    first = _submit(client, bodies(args.tasks, 1))
+    print(f"submitted {len(first)} {args.dataset} tasks; dashboard: {args.url}/")
     while True:
         statuses = _statuses(client, first)
         stats = client.get("/v1/costs").json()
@@ -158,7 +214,8 @@ def _demo(args: argparse.Namespace) -> int:
     )
     if not refined:
         return 0
-    second = _submit(client, _bodies(len(refined), 2, only=refined))
+    # The suite's bodies are the pool's first n tasks, filtered; HumanEval's stop at n matches.
+    second = _submit(client, bodies(args.tasks if suite else len(refined), 2, only=refined))
     while True:
         statuses = _statuses(client, second)
         if all(s in FINAL for s in statuses.values()) or time.monotonic() > deadline:
@@ -166,9 +223,15 @@ def _demo(args: argparse.Namespace) -> int:
         time.sleep(5)
     passed = sum(s == "passed" for s in statuses.values())
     print(
-        f"the student now passes {passed} of {len(second)} tasks it had failed"
+        f"trained tasks: the student now passes {passed} of {len(second)} tasks it had failed"
         f" ({100 * passed / len(second):.0f}%) with adapter {active['name']}"
     )
+    if suite:
+        after = _heldout_pass(args.heldout, active)
+        print(
+            f"held-out tasks (never trained on), pass@1: base {_steps(before)}\n"
+            f"                                  adapter {active['name']}: {_steps(after)}"
+        )
     # Under honcho one process ending stops the stack: stay, so the dashboard stays up.
     print(
         f"done; the stack keeps running, dashboard {args.url}/ (Ctrl-C stops everything)",

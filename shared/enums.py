@@ -84,6 +84,9 @@ class AdapterStatus(StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     RETIRED = "retired"
+    # Trained by ``persd experiment`` to be measured, never to serve: no promotion path accepts
+    # it (shared.registry.PROMOTABLE leaves it out).
+    EXPERIMENT = "experiment"
 
 
 class AdapterAlias(StrEnum):
@@ -111,3 +114,20 @@ class ApiScope(StrEnum):
     SUBMIT = "submit"
     READ = "read"
     ADMIN = "admin"
+
+
+class ExperimentArm(StrEnum):
+    """The recipes ``persd experiment`` compares (persd-method.md, "Training examples")."""
+
+    BASE = "base"  # the student as it is: no adapter
+    STAND = "stand"
+    PERSD = "persd"
+    PERSD_REFINE = "persd_refine"
+    PERSD_COMBINED = "persd_combined"
+
+
+class ExperimentStatus(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"  # Ctrl-C or a crash: re-running the same name resumes it
+    FAILED = "failed"

@@ -32,6 +32,7 @@ from shared.models.base import utcnow
 # Versions that may become active. TRAINING has no finished artifact; REJECTED lost its gate
 # (train a new version instead). RETIRED is allowed: a rollback promotes an earlier version.
 # FAILED is allowed so that a promotion that failed for a passing reason can be retried.
+# EXPERIMENT is never promotable: ``persd experiment`` trains those versions to measure them.
 PROMOTABLE = frozenset(
     {
         AdapterStatus.READY,

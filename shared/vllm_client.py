@@ -205,6 +205,10 @@ class VllmClient:
                 raise StudentUnavailable(f"vLLM replica {url}: /v1/models: {problem}")
             time.sleep(0.5)
 
+    def models(self, url: str) -> list[dict[str, Any]]:
+        """The replica's /v1/models entries (``id``, ``root``, ``parent`` for adapters)."""
+        return self._models(url)
+
     def served_models(self, url: str) -> list[str]:
         return [m["id"] for m in self._models(url)]
 

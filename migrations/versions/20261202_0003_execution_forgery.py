@@ -1,7 +1,7 @@
 """executions.forgery: the judge's suspicion that a program forged its verdict
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-02 05:00:00.000000
 
 The new RejectionReason ``forged_verdict`` needs no change: enums are stored as VARCHAR(32)
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -13,7 +13,7 @@ from pydantic.json_schema import models_json_schema
 from services.api import errors, health, metrics
 from services.api.middleware import BodyLimit
 from services.api.protocol.tasks import TaskBatch, TaskIn
-from services.api.routes import adapters, dashboard, refinements, stats, tasks
+from services.api.routes import adapters, dashboard, experiments, refinements, stats, tasks
 from services.api.serving.stats import StatsCache
 from services.api.settings import get_api_settings
 from shared.config import get_settings
@@ -71,6 +71,7 @@ def create_app() -> FastAPI:
         refinements.router,
         adapters.router,
         stats.router,
+        experiments.router,
         dashboard.router,
     ):
         app.include_router(router)

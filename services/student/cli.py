@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, help="target directory (default: STUDENT_MODEL's default)")
     p.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
+    p.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="pretrain the student on the offline suite's pretraining pool (seeded, cached)"
+        " instead of the untrained tiny student",
+    )
+    p.add_argument(
+        "--budget",
+        choices=["full", "small"],
+        default="full",
+        help="with --pretrained: full (the acceptance student, <= 20 min on 2 cores) or small"
+        " (a few minutes, for tests)",
+    )
     p.set_defaults(handler=_build_tiny)
 
     p = sub.add_parser(
@@ -44,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dataset",
         required=True,
-        help="'humaneval', or a path to MBPP-format JSONL (text, code, test_list)",
+        help="'humaneval', 'suite:POOL[:SEED]' (the offline suite, e.g. suite:heldout), or a path"
+        " to MBPP-format JSONL (text, code, test_list)",
     )
     p.add_argument("--steps", type=int, help="inference steps (default STUDENT_STEPS)")
     p.add_argument("--samples", type=int, default=1, help="samples per task (n of pass@k)")
@@ -56,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _build_tiny(args: argparse.Namespace) -> int:
+    if args.pretrained:
+        return _build_pretrained(args)
     from services.student.tiny_model import build_tiny_student, is_built
     from shared.student_settings import default_tiny_student_dir
 
@@ -65,6 +82,32 @@ def _build_tiny(args: argparse.Namespace) -> int:
         return 0
     build_tiny_student(target, force=args.force)
     print(f"tiny student built: {target}")
+    return 0
+
+
+def _build_pretrained(args: argparse.Namespace) -> int:
+    from services.student.pretrain import (
+        PRESETS,
+        TRAIN_LOG,
+        Budget,
+        build_pretrained_student,
+        is_built,
+        pretrained_student_dir,
+    )
+
+    budget = Budget(args.budget)
+    spec = PRESETS[budget]
+    target = (args.out or pretrained_student_dir(budget)).resolve()
+    if is_built(target, spec) and not args.force:
+        print(f"pretrained student ({budget}) up to date: {target}")
+        return 0
+    build_pretrained_student(target, spec, force=args.force)
+    log = json.loads((target / TRAIN_LOG).read_text())
+    print(
+        f"pretrained student ({budget}) built: {target}\n"
+        f"  {log['steps']} steps, {log['tokens']} tokens in {log['wall_s']} s"
+        f" ({log['tokens_per_s']} tokens/s), final loss {log['final_loss']}"
+    )
     return 0
 
 

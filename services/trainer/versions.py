@@ -12,6 +12,9 @@ Version lifecycle as seen from the trainer::
                             ├─► rejected (lost the gate)
                             └─► failed (crash, corrupt artifact, gate error)
 
+    experiment: an arm point of ``persd experiment``, registered to be measured; it never
+    leaves that status and no promotion path accepts it.
+
 A version row is written once, after its artifact directory is complete and hashed, because its
 identity (name, path, content hash, parent) is immutable; a run in training has no version yet.
 """
@@ -50,14 +53,17 @@ def register(
     content_hash: str,
     parent_id: int | None,
     metrics: dict[str, Any],
+    status: AdapterStatus = AdapterStatus.EVALUATING,
 ) -> Adapter:
+    """A new version row (``evaluating`` for the trainer's runs, ``experiment`` for
+    ``persd experiment``'s arm points)."""
     adapter = Adapter(
         name=name,
         base_model=base_model,
         artifact_path=artifact_path,
         content_hash=content_hash,
         parent_id=parent_id,
-        status=AdapterStatus.EVALUATING,
+        status=status,
         metrics=metrics,
     )
     session.add(adapter)
@@ -124,6 +130,11 @@ def rollback_target(session: Session, ref: int | str | None) -> Adapter:
 
 def check_promotable(adapter: Adapter) -> None:
     """Refuse early, with the reason, what the student's hot-swap would refuse anyway."""
+    if adapter.status == AdapterStatus.EXPERIMENT:
+        raise Conflict(
+            f"adapter {adapter.id} ({adapter.name}) was trained by an experiment to be measured;"
+            " experiment versions are never promoted (train one with `persd train`)"
+        )
     if adapter.status in (AdapterStatus.REJECTED, AdapterStatus.TRAINING):
         raise Conflict(
             f"adapter {adapter.id} ({adapter.name}) is {adapter.status.value} and cannot be"

@@ -3,6 +3,7 @@
 from shared.models.adapters import Adapter, AdapterAliasRow, TrainingRun
 from shared.models.auth import ApiKey
 from shared.models.base import Base
+from shared.models.experiments import Experiment, ExperimentRun
 from shared.models.refinements import Refinement, TrainingExample
 from shared.models.tasks import Attempt, Execution, Task
 
@@ -13,6 +14,8 @@ __all__ = [
     "Attempt",
     "Base",
     "Execution",
+    "Experiment",
+    "ExperimentRun",
     "Refinement",
     "Task",
     "TrainingExample",

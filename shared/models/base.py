@@ -6,7 +6,8 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, MetaData, func
+from pydantic import BaseModel
+from sqlalchemy import JSON, DateTime, Enum, MetaData, TypeDecorator, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Stable constraint names make Alembic migrations identical on SQLite and PostgreSQL.
@@ -51,3 +52,23 @@ def enum_column(enum_cls: type[enum.Enum], **kw):
 
 def created_at_column() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
+
+
+class PydanticJSON(TypeDecorator):
+    """A JSON column holding one pydantic model: validated when written and when read, so a
+    row's document always has its model's shape (the database sees plain JSON)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        super().__init__()
+        self.model = model
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        return self.model.model_validate(value).model_dump(mode="json")
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else self.model.model_validate(value)

@@ -21,7 +21,7 @@ from services.api.errors import Forbidden, Unauthorized
 from services.api.health import worker_states
 from services.api.keys import Principal, authenticate
 from services.api.protocol.common import MAX_ID
-from services.api.serving import adapters, dashboard, refinements
+from services.api.serving import adapters, dashboard, experiments, refinements
 from services.api.serving.diff import side_by_side
 from services.api.settings import get_api_settings
 from shared.db import session_scope
@@ -260,6 +260,25 @@ def training_runs(request: Request) -> Response:
         }
 
     return _render(request, "training_runs.html", build)
+
+
+@router.get("/dashboard/experiments", response_class=HTMLResponse)
+def experiment_list(request: Request) -> Response:
+    def build(session) -> dict[str, Any]:
+        return {"experiments": experiments.list_experiments(session), "nav": "experiments"}
+
+    return _render(request, "experiments.html", build)
+
+
+@router.get("/dashboard/experiments/{experiment_id}", response_class=HTMLResponse)
+def experiment_detail(
+    request: Request, experiment_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]
+) -> Response:
+    def build(session) -> dict[str, Any]:
+        built = experiments.get_experiment(session, experiment_id)
+        return {"report": built, "body": experiments.report_html(built), "nav": "experiments"}
+
+    return _render(request, "experiment.html", build)
 
 
 def _schema_name(schema: dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ NOT_PROMOTABLE = {
     AdapterStatus.TRAINING: "is still training",
     AdapterStatus.REJECTED: "was rejected by the gate",
     AdapterStatus.FAILED: "failed",
+    AdapterStatus.EXPERIMENT: "was trained by an experiment to be measured, never to serve",
 }
 # A rollback goes back to a version that served before (retired) or passed the gate (ready).
 ROLLBACK_TARGETS = (AdapterStatus.RETIRED, AdapterStatus.READY)

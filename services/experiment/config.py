@@ -1,0 +1,122 @@
+"""What an experiment compares and at what size: presets, arm names, and the checks that run
+before anything is created.
+
+One trainer configuration serves every trained arm: the arm sets only ``variant_mix`` (which
+stored example variants it trains on) and each point sets ``seed`` (LoRA initialisation, dropout
+and example order; the same seed also draws the point's example subsample).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.trainer.config import MIX_VARIANTS, TrainerConfig, load_config
+from shared.enums import ExampleVariant, ExperimentArm
+from shared.errors import InvalidInput
+from shared.schemas.experiments import TRAINED_ARMS, ExperimentConfig, PoolSpec
+
+# LoRA settings under which the offline students learn from a few dozen examples in seconds;
+# a real student wants the trainer's defaults (or its own), given with --set.
+OFFLINE_TRAINER: dict[str, Any] = {
+    "init_from": "fresh",
+    "lora_rank": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.0,
+    "lora_target_modules": [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ],
+    "learning_rate": 5e-3,
+    "epochs": 10,
+    "batch_size": 16,
+    "max_length": 512,
+    "lr_scheduler": "linear",
+}
+
+# name -> (pools, counts, seeds). "full" is the acceptance run on the 2-core host; "small" is
+# the reduced experiment of the test suite; "paper" sizes the GPU recipe (README).
+PRESETS: dict[str, dict[str, Any]] = {
+    "full": {
+        "pools": PoolSpec(distill_size=100, heldout_size=50),
+        "counts": [8, 24],
+        "seeds": [0, 1, 2],
+    },
+    "small": {
+        "pools": PoolSpec(distill_size=40, heldout_size=30),
+        "counts": [20],
+        "seeds": [0],
+    },
+    "paper": {
+        "pools": PoolSpec(
+            distill="mbpp.jsonl", heldout="humaneval", distill_size=374, heldout_size=164
+        ),
+        "counts": [100, 300],
+        "seeds": [0, 1, 2],
+    },
+}
+
+# Which stored example variants each arm trains on (the trainer's own table).
+ARM_VARIANTS: dict[ExperimentArm, tuple[ExampleVariant, ...]] = {
+    arm: MIX_VARIANTS[arm.value] for arm in TRAINED_ARMS
+}
+
+
+def parse_arms(text: str) -> list[ExperimentArm]:
+    arms: list[ExperimentArm] = []
+    known = ", ".join(a.value for a in ExperimentArm)
+    for name in (part.strip() for part in text.split(",")):
+        if not name:
+            continue
+        try:
+            arm = ExperimentArm(name)
+        except ValueError:
+            raise InvalidInput(f"unknown arm {name!r}; the arms are: {known}") from None
+        if arm not in arms:
+            arms.append(arm)
+    if not arms:
+        raise InvalidInput(f"no arms given; the arms are: {known}")
+    return arms
+
+
+def parse_ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InvalidInput(f"{what} must be comma-separated integers (got {text!r})") from None
+    if not values:
+        raise InvalidInput(f"{what}: give at least one")
+    return values
+
+
+def check(config: ExperimentConfig) -> None:
+    """Refuse sizes the pools cannot hold, before anything is created."""
+    size = config.pools.distill_size
+    trained = [a for a in config.arms if a in TRAINED_ARMS]
+    if trained and not config.counts:
+        raise InvalidInput("trained arms need at least one example count (--counts)")
+    for count in config.counts:
+        if count < 1:
+            raise InvalidInput(f"example count {count} must be at least 1")
+        if trained and count > size:
+            raise InvalidInput(
+                f"example count {count} needs {count} distillation tasks, but the distillation"
+                f" pool has {size}: raise --distill-size or lower --counts"
+            )
+    if not config.seeds:
+        raise InvalidInput("give at least one seed (--seeds)")
+    if len(set(config.seeds)) != len(config.seeds):
+        raise InvalidInput(f"seeds repeat: {config.seeds}")
+    trainer_config(config, config.arms[0], config.seeds[0])  # the settings must be valid
+
+
+def trainer_config(config: ExperimentConfig, arm: ExperimentArm, seed: int) -> TrainerConfig:
+    """The one trainer configuration, with the arm's variants and the point's seed."""
+    mix = arm.value if arm in TRAINED_ARMS else "persd"
+    return load_config(
+        **{**config.trainer, "variant_mix": mix, "seed": seed, "base_model": config.student_model}
+    )

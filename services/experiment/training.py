@@ -1,0 +1,103 @@
+"""Training one arm point with the trainer's own code: the cluster-wide training lease, the LoRA
+loop (``services.trainer.loop.train_lora``), the staged, hashed artifact
+(``services.trainer.artifacts``) and an immutable registry version (``versions.register``) whose
+status is ``experiment``: it can be loaded and measured, never promoted."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.trainer import artifacts, versions
+from services.trainer.config import TrainerConfig
+from services.trainer.encoding import Pair
+from services.trainer.lease import LockBusy, TrainingLease
+from services.trainer.runs import _training_metrics
+from shared.db import session_scope
+from shared.enums import AdapterStatus
+
+LEASE_WAIT_S = 1800.0  # a trainer run of the service may hold the lease this long
+
+
+@dataclass(frozen=True)
+class Trained:
+    adapter_id: int
+    name: str
+    path: str
+    metrics: dict[str, Any]
+    seconds: float
+
+
+def version_name(run_id: int, digest: str) -> str:
+    """Never reused, and apart from the trainer's ``persd-r<run>`` names."""
+    return f"persd-x{run_id}-{digest[:10]}-{uuid.uuid4().hex[:4]}"
+
+
+def _lease(config: TrainerConfig) -> TrainingLease:
+    deadline = time.monotonic() + LEASE_WAIT_S
+    while True:
+        lease = TrainingLease(
+            config.lease_s, label=f"experiment:{socket.gethostname()}:{os.getpid()}"
+        )
+        try:
+            lease.acquire()
+            return lease
+        except LockBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2.0)
+
+
+def train_point(
+    config: TrainerConfig,
+    pairs: list[Pair],
+    run_id: int,
+    *,
+    describe: dict[str, Any],
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> Trained:
+    from services.trainer.loop import train_lora
+
+    started = time.perf_counter()
+    root = config.resolved_adapter_dir
+    base_model = config.resolved_base_model
+    lease = _lease(config)
+    staging: Path | None = None
+    try:
+        artifacts.sweep_staging(root)  # only while holding the lease: nobody else writes there
+        staging = artifacts.new_staging_dir(root)
+
+        def step(n: int, epoch: int, loss: float) -> None:
+            lease.check()
+            if on_step is not None:
+                on_step(n, epoch, loss)
+
+        result = train_lora(config, pairs, staging, base_model=base_model, on_step=step)
+        lease.check()
+        path, name, digest = artifacts.publish(staging, root, lambda h: version_name(run_id, h))
+        staging = None
+        metrics = {"training": _training_metrics(result), "experiment": describe}
+        with session_scope() as session:
+            adapter = versions.register(
+                session,
+                name=name,
+                base_model=base_model,
+                artifact_path=str(path),
+                content_hash=digest,
+                parent_id=None,
+                metrics=metrics,
+                status=AdapterStatus.EXPERIMENT,
+            )
+            adapter_id = adapter.id
+        return Trained(adapter_id, name, str(path), metrics, time.perf_counter() - started)
+    finally:
+        if staging is not None:  # interrupted or failed before the rename: nothing half-written
+            shutil.rmtree(staging, ignore_errors=True)
+        lease.release()
