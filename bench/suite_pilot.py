@@ -91,7 +91,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-size", type=int, default=300)
     ap.add_argument("--distill-size", type=int, default=600)
-    ap.add_argument("--set", action="append", default=[], help="trainer config override k=v")
+    ap.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        help="trainer overrides as JSON, e.g. '{\"learning_rate\": 1e-3}'; repeat to compare",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -112,23 +117,26 @@ def main() -> None:
 
         failed = [t for t, p in zip(distill, d_base["passed"], strict=True) if not p]
         pairs = [Pair(prompt(t), t.body, i) for i, t in enumerate(failed)]
-        overrides = dict(kv.split("=", 1) for kv in args.set)
-        config = TrainerConfig(**overrides)
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.monotonic()
-            result = train_lora(config, pairs, Path(tmp), base_model=str(args.model))
-            report["lora"] = {
+        report["runs"] = []
+        for overrides in [json.loads(c) for c in args.config] or [{}]:
+            config = TrainerConfig(**overrides)
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.monotonic()
+                train_lora(config, pairs, Path(tmp), base_model=str(args.model))
+                train_s = round(time.monotonic() - t0, 1)
+                tuned = PeftModel.from_pretrained(model, tmp).eval()
+                prompts = [prompt(t) for t in evals]
+                after = score(evals, generate(tuned, tokenizer, prompts), sandbox)
+                model = tuned.unload()  # the base again, for the next run
+            run = {
+                "overrides": overrides,
                 "examples": len(pairs),
-                "train_s": round(time.monotonic() - t0, 1),
-                "final_loss": getattr(result, "final_loss", None),
-                "config": {k: getattr(config, k) for k in (
-                    "lora_rank", "lora_alpha", "lora_target_modules", "learning_rate", "epochs",
-                    "batch_size", "lr_scheduler")},
-            }  # fmt: skip
-            tuned = PeftModel.from_pretrained(model, tmp).eval()
-            after = score(evals, generate(tuned, tokenizer, [prompt(t) for t in evals]), sandbox)
-    report["after"] = {k: v for k, v in after.items() if k not in ("passed", "codes")}
-    report["gain_points"] = round(100 * (after["pass@1"] - base["pass@1"]), 1)
+                "train_s": train_s,
+                "after": {k: v for k, v in after.items() if k not in ("passed", "codes")},
+                "gain_points": round(100 * (after["pass@1"] - base["pass@1"]), 1),
+            }
+            report["runs"].append(run)
+            print(json.dumps(run, default=str), flush=True)
     print(json.dumps(report, indent=2, default=str))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")

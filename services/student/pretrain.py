@@ -96,7 +96,14 @@ def pretrained_student_dir(budget: Budget | str = Budget.FULL) -> Path:
 
 
 def _marker(spec: PretrainSpec) -> dict[str, Any]:
-    return {"builder_version": BUILDER_VERSION, "kind": "suite-student", "spec": asdict(spec)}
+    from services.suite import SUITE_VERSION
+
+    return {
+        "builder_version": BUILDER_VERSION,
+        "suite_version": SUITE_VERSION,
+        "kind": "suite-student",
+        "spec": asdict(spec),
+    }
 
 
 def is_built(target: Path, spec: PretrainSpec) -> bool:

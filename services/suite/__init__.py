@@ -9,7 +9,16 @@ pools are kept apart.
 """
 
 from services.suite.grammar import Family
-from services.suite.pools import PoolSizes, make_pool, make_pools
+from services.suite.pools import SUITE_VERSION, PoolSizes, make_pool, make_pools
 from services.suite.tasks import SOURCE_DATASET, Pool, SuiteTask
 
-__all__ = ["SOURCE_DATASET", "Family", "Pool", "PoolSizes", "SuiteTask", "make_pool", "make_pools"]
+__all__ = [
+    "SOURCE_DATASET",
+    "SUITE_VERSION",
+    "Family",
+    "Pool",
+    "PoolSizes",
+    "SuiteTask",
+    "make_pool",
+    "make_pools",
+]

@@ -11,9 +11,10 @@ that use one, usually on that one line only (a near miss), and distillation on t
 transfers to held-out compositions. Lessons are either new code made of known pieces (rotate:
 ``xs[k:] + xs[:k]``) or a new phrasing of known code ("triple each element").
 
-Constants come from fixed value sets. The held-out and validation pools each own a few reserved
-values that no other pool ever uses, so a held-out task always names a constant no training task
-contains.
+Constants: each (operation, constant) pair belongs, by a fixed hash, to the training pools, the
+held-out pool or the validation pool. A held-out task always has at least one pair that no
+training task contains ("multiply each element by 7" when training only ever multiplied by other
+values), while every value itself is familiar to the student from other operations.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from typing import Any
+
+from services.suite.hashing import constant_bucket
 
 
 class Domain(StrEnum):
@@ -42,65 +45,24 @@ class Family(StrEnum):
     INTEGER = "integer"
 
 
-# Reserved constants: the held-out pool's values and the validation pool's values. Training pools
-# (pretrain, distill, retention) never use either set, so each evaluation pool names constants
-# that nothing trained on contains.
-HELDOUT_INTS = frozenset({7, 13, 17, 23})
-VALIDATION_INTS = frozenset({6, 11, 19, 29})
-HELDOUT_CHARS = frozenset("qz")
-VALIDATION_CHARS = frozenset("jx")
-
 _ALL_INTS = {Domain.INT: range(1, 31), Domain.SMALL: range(2, 10), Domain.TINY: range(2, 4)}
 _LETTERS = string.ascii_lowercase
 
 
 class ConstantSet(StrEnum):
-    """Which constants a pool may draw: the training values, or one evaluation pool's."""
+    """Who may use an (operation, constant) pair: training pools, or one evaluation pool."""
 
     TRAIN = "train"
     HELDOUT = "heldout"
     VALIDATION = "validation"
 
 
-def _reserved(cs: ConstantSet) -> tuple[frozenset[int], frozenset[str]]:
-    if cs is ConstantSet.HELDOUT:
-        return HELDOUT_INTS, HELDOUT_CHARS
-    if cs is ConstantSet.VALIDATION:
-        return VALIDATION_INTS, VALIDATION_CHARS
-    return frozenset(), frozenset()
-
-
-@cache
-def constant_values(domain: Domain, cs: ConstantSet) -> list[Any]:
-    """The values of ``domain`` a pool drawing from ``cs`` may use.
-
-    Evaluation pools may use training values as well as their own reserved ones, never the other
-    evaluation pool's; training pools use neither reserved set.
-    """
-    other = {
-        ConstantSet.TRAIN: HELDOUT_INTS | VALIDATION_INTS,
-        ConstantSet.HELDOUT: VALIDATION_INTS,
-        ConstantSet.VALIDATION: HELDOUT_INTS,
-    }[cs]
-    other_chars = {
-        ConstantSet.TRAIN: HELDOUT_CHARS | VALIDATION_CHARS,
-        ConstantSet.HELDOUT: VALIDATION_CHARS,
-        ConstantSet.VALIDATION: HELDOUT_CHARS,
-    }[cs]
+def domain_values(domain: Domain) -> list[Any]:
     if domain in _ALL_INTS:
-        return [v for v in _ALL_INTS[domain] if v not in other]
-    letters = [c for c in _LETTERS if c not in other_chars]
+        return list(_ALL_INTS[domain])
     if domain is Domain.CHAR:
-        return letters
-    return [a + b for a in letters for b in letters if a != b]
-
-
-def is_reserved(value: Any, cs: ConstantSet) -> bool:
-    """Whether ``value`` belongs to the reserved set of evaluation constant set ``cs``."""
-    ints, chars = _reserved(cs)
-    if isinstance(value, int):
-        return value in ints
-    return any(c in chars for c in value)
+        return list(_LETTERS)
+    return [a + b for a in _LETTERS for b in _LETTERS if a != b]
 
 
 @dataclass(frozen=True)
@@ -134,6 +96,22 @@ class FamilySpec:
 
     def header(self, returns: str) -> str:
         return f"def {self.entry_point}({self.var}: {self.param_type}) -> {returns}:"
+
+
+def owner(op: Op, slot: int, value: Any) -> ConstantSet:
+    """Which pools may use ``value`` as ``op``'s constant number ``slot``: a fixed hash, one pair
+    in ten for the held-out pool, one in ten for validation, the rest for training. Every value
+    occurs in training with most operations (so the student knows it); the pair itself does not."""
+    bucket = constant_bucket(f"{op.family.value}:{op.name}:{slot}", repr(value))
+    return {0: ConstantSet.HELDOUT, 1: ConstantSet.VALIDATION}.get(bucket, ConstantSet.TRAIN)
+
+
+@cache
+def constant_values(op: Op, slot: int, cs: ConstantSet) -> tuple[Any, ...]:
+    """The values a pool drawing from ``cs`` may give ``op``'s constant ``slot``: training values,
+    plus the evaluation pool's own reserved ones (never the other evaluation pool's)."""
+    allowed = {ConstantSet.TRAIN, cs}
+    return tuple(v for v in domain_values(op.domains[slot]) if owner(op, slot, v) in allowed)
 
 
 FAMILIES: dict[Family, FamilySpec] = {

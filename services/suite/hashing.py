@@ -25,6 +25,11 @@ def composition_bucket(composition: str) -> int:
     return int(_sha("persd-suite-composition", composition)[:8], 16) % BUCKETS
 
 
+def constant_bucket(slot: str, value: str) -> int:
+    """0..9, a fixed function of an operation's constant slot and value."""
+    return int(_sha("persd-suite-constant", slot, value)[:8], 16) % 10
+
+
 def content_hash(description: str, header: str) -> str:
     """What identifies a task to a model: the text it is prompted with."""
     return _sha("persd-suite-task", description, header)

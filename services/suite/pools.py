@@ -2,8 +2,8 @@
 
 - Each composition (family + operation names) hashes to a fixed bucket, and each pool owns its
   buckets: no composition is in two pools, for any seed or size.
-- Held-out and validation tasks each name at least one of their pool's reserved constants, which
-  no training pool (pretrain, distill, retention) ever uses.
+- Held-out and validation tasks each have at least one (operation, constant) pair of their own,
+  which no training pool (pretrain, distill, retention) ever uses.
 - Lesson operations occur in distill, validation and held-out tasks only.
 - Each pool draws from its own random stream, so a pool's first N tasks are the same whatever the
   other pools' sizes: a smaller pool is a prefix of a larger one.
@@ -17,18 +17,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.suite.grammar import (
-    ConstantSet,
-    Domain,
-    Family,
-    Op,
-    constant_values,
-    is_reserved,
-    ops_of,
-)
+from services.suite.grammar import ConstantSet, Family, Op, constant_values, ops_of, owner
 from services.suite.hashing import composition_bucket
 from services.suite.tasks import Pool, Step, SuiteTask, build_task, composition_of
 from shared.errors import InvalidInput
+
+# Bump when a change to the grammar or the pools changes the tasks generated: builds trained on
+# the old tasks (the pretrained student) are then rebuilt.
+SUITE_VERSION = 2
 
 
 class PoolSizes(BaseModel):
@@ -118,31 +114,31 @@ def _draw_steps(rng: random.Random, family: Family, design: PoolDesign) -> list[
         ops[at] = rng.choice(ops_of(family, final=at == n, lessons=True))
     if any(a.name == b.name for a, b in zip(ops, ops[1:], strict=False)):
         return None  # "reverse it, reverse it" teaches nothing
-    consts = [[_draw(rng, d, design.constants) for d in op.domains] for op in ops]
+    consts = [
+        [rng.choice(constant_values(op, j, design.constants)) for j in range(len(op.domains))]
+        for op in ops
+    ]
     if design.reserved_required and not _place_reserved(rng, ops, consts, design.constants):
         return None
     return [(op, tuple(c)) for op, c in zip(ops, consts, strict=True)]
 
 
-def _draw(rng: random.Random, domain: Domain, cs: ConstantSet) -> Any:
-    return rng.choice(constant_values(domain, cs))
-
-
 def _place_reserved(
     rng: random.Random, ops: list[Op], consts: list[list[Any]], cs: ConstantSet
 ) -> bool:
-    """Make one constant a reserved value of ``cs`` (if none is yet); False if no slot can be."""
-    if any(is_reserved(c, cs) for cc in consts for c in cc):
+    """Make one constant pair one of ``cs``'s own (if none is yet); False if no slot can be."""
+    if any(
+        owner(op, j, c) is cs for op, cc in zip(ops, consts, strict=True) for j, c in enumerate(cc)
+    ):
         return True
     slots = [
-        (i, j)
+        (i, j, own)
         for i, op in enumerate(ops)
-        for j, d in enumerate(op.domains)
-        if any(is_reserved(v, cs) for v in constant_values(d, cs))
+        for j in range(len(op.domains))
+        if (own := [v for v in constant_values(op, j, cs) if owner(op, j, v) is cs])
     ]
     if not slots:
         return False
-    i, j = rng.choice(slots)
-    reserved = [v for v in constant_values(ops[i].domains[j], cs) if is_reserved(v, cs)]
-    consts[i][j] = rng.choice(reserved)
+    i, j, own = rng.choice(slots)
+    consts[i][j] = rng.choice(own)
     return True

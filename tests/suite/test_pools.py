@@ -8,15 +8,7 @@ import re
 import pytest
 
 from services.suite import Family, Pool, PoolSizes, make_pool, make_pools
-from services.suite.grammar import (
-    HELDOUT_CHARS,
-    HELDOUT_INTS,
-    OPS_BY_KEY,
-    VALIDATION_CHARS,
-    VALIDATION_INTS,
-    ConstantSet,
-    is_reserved,
-)
+from services.suite.grammar import OPS_BY_KEY, ConstantSet, owner
 from shared.errors import InvalidInput
 from tests.suite.conftest import SMALL
 
@@ -57,28 +49,24 @@ def test_task_ids_are_stable_and_unique(pools) -> None:
         assert [t.task_id for t in tasks] == [f"suite-s0/{pool}/{i:05d}" for i in range(len(tasks))]
 
 
-def _constants(task) -> list:
-    """The constants the signature names, parsed back from it."""
+def _pairs(task) -> list[tuple]:
+    """(operation, slot, constant) of every constant the signature names, parsed back from it."""
+    family = Family(task.family)
     found = []
     for part in task.signature.split(":", 1)[1].split("|"):
-        m = re.fullmatch(r"\w+\((.*)\)", part)
+        m = re.fullmatch(r"(\w+)\((.*)\)", part)
         if m:
-            found.extend(eval(f"[{m.group(1)}]"))  # the signature writes constants with repr
+            op = OPS_BY_KEY[(family, m.group(1))]
+            values = eval(f"[{m.group(2)}]")  # the signature writes constants with repr
+            found.extend((op, slot, v) for slot, v in enumerate(values))
     return found
 
 
-def test_training_pools_use_no_reserved_constant_and_no_lesson_in_pretraining(pools) -> None:
-    reserved_ints = HELDOUT_INTS | VALIDATION_INTS
-    reserved_chars = HELDOUT_CHARS | VALIDATION_CHARS
+def test_training_pools_use_no_reserved_pair_and_no_lesson_in_pretraining(pools) -> None:
     for pool in TRAINING:
         for task in pools[pool]:
-            for c in _constants(task):
-                if isinstance(c, int):
-                    assert c not in reserved_ints, task.signature
-                else:
-                    assert not set(c) & reserved_chars, task.signature
-                    # nor does the text the model reads
-                    assert not set(repr(c)) & reserved_chars
+            for op, slot, value in _pairs(task):
+                assert owner(op, slot, value) is ConstantSet.TRAIN, task.signature
     for pool in (Pool.PRETRAIN, Pool.RETENTION):
         assert not any(t.lesson for t in pools[pool])
         for task in pools[pool]:
@@ -88,13 +76,35 @@ def test_training_pools_use_no_reserved_constant_and_no_lesson_in_pretraining(po
 
 
 @pytest.mark.parametrize("pool", list(EVALUATION))
-def test_evaluation_pools_name_their_own_reserved_constants(pools, pool: Pool) -> None:
+def test_evaluation_pools_have_pairs_of_their_own(pools, pool: Pool) -> None:
     own = EVALUATION[pool]
     other = next(cs for p, cs in EVALUATION.items() if p is not pool)
     for task in pools[pool]:
-        constants = _constants(task)
-        assert any(is_reserved(c, own) for c in constants), task.signature
-        assert not any(is_reserved(c, other) for c in constants), task.signature
+        owners = {owner(op, slot, value) for op, slot, value in _pairs(task)}
+        assert own in owners and other not in owners, task.signature
+
+
+def test_heldout_pairs_are_in_no_training_task_of_a_larger_pool(pools) -> None:
+    training = {
+        (op.name, op.family, slot, value)
+        for pool in TRAINING
+        for task in make_pool(pool, 5, 2000)
+        for op, slot, value in _pairs(task)
+    }
+    for task in pools[Pool.HELDOUT]:
+        novel = [
+            (op.name, op.family, s, v) not in training
+            for op, s, v in _pairs(task)
+            if owner(op, s, v) is ConstantSet.HELDOUT
+        ]
+        assert novel and all(novel), task.signature
+
+
+def test_every_constant_value_is_familiar_from_training(pools) -> None:
+    """Held-out pairs are novel, their values are not: each occurs in training with another op."""
+    trained_values = {v for p in TRAINING for t in pools[p] for _, _, v in _pairs(t)}
+    heldout_ints = {v for t in pools[Pool.HELDOUT] for _, _, v in _pairs(t) if isinstance(v, int)}
+    assert heldout_ints <= trained_values
 
 
 def test_lessons_are_in_distill_and_evaluation_pools(pools) -> None:
