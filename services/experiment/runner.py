@@ -250,10 +250,25 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _sigterm_as_interrupt():
+    """A stop by a process manager (SIGTERM) ends the run like Ctrl-C: marked, resumable.
+    Returns the previous handler (None off the main thread, where none can be set)."""
+    import signal
+    import threading
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
 def run(config: ExperimentConfig, opts: Options) -> tuple[int, Path, Path]:
     """Run (or resume) the experiment; returns (experiment id, JSON path, HTML path)."""
     from tqdm import tqdm
 
+    previous_sigterm = _sigterm_as_interrupt()
     pools = prepare(config)
     experiment_id = open_experiment(config)
     started = time.monotonic()
@@ -317,4 +332,8 @@ def run(config: ExperimentConfig, opts: Options) -> tuple[int, Path, Path]:
             measurer.close()
         _set_experiment(experiment_id, wall_s=round(wall_before + time.monotonic() - started, 3))
         json_path, html_path = write_reports(experiment_id, opts.out_dir)
+        if previous_sigterm is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous_sigterm)
     return experiment_id, json_path, html_path

@@ -1,8 +1,8 @@
 """Operating ``persd experiment`` against the real stack: bad input is refused before anything
 is created, Ctrl-C leaves nothing half-written, and re-running resumes instead of redoing.
 
-These use HumanEval pools (a seeded split into distillation and held-out tasks) and the smallest
-sizes, so they measure nothing; the reduced experiment in test_learning.py does."""
+These use the smallest suite pools, so they measure nothing; the reduced experiment in
+test_learning.py does."""
 
 from __future__ import annotations
 
@@ -22,9 +22,8 @@ from shared.models import Adapter, Experiment, ExperimentRun, Task
 pytestmark = pytest.mark.slow
 
 TINY = [
-    "--distill", "humaneval", "--heldout", "humaneval", "--distill-size", "5",
-    "--heldout-size", "4", "--counts", "3", "--seeds", "0", "--steps", "1",
-    "--max-new-tokens", "32", "--set", "epochs=3",
+    "--distill-size", "5", "--heldout-size", "4", "--counts", "3", "--seeds", "0",
+    "--steps", "1", "--max-new-tokens", "32", "--set", "epochs=3",
 ]  # fmt: skip
 
 
@@ -49,7 +48,9 @@ def test_bad_input_is_refused_naming_the_problem_and_creates_nothing(
     assert "unknown arm 'distilled'; the arms are: base, stand, persd, persd_refine," in err
     err = refused(capsys, *TINY, "--counts", "3,9")
     assert "example count 9 needs 9 distillation tasks, but the distillation pool has 5" in err
-    err = refused(capsys, *TINY, "--distill-size", "400")
+    err = refused(
+        capsys, *TINY, "--distill", "humaneval", "--heldout", "humaneval", "--distill-size", "400"
+    )
     assert "the distillation pool 'humaneval' has" in err and "400 were asked for" in err
     err = refused(capsys, *TINY, "--student-model", "Qwen/Qwen2.5-Coder-1.5B")
     assert "student model 'Qwen/Qwen2.5-Coder-1.5B' is not what the stack serves" in err
