@@ -71,9 +71,9 @@ def _heldout_pass(n: int, adapter: dict[str, Any] | None) -> list[float]:
     from services.experiment.measure import Measurer
     from services.student.datasets import load_suite
     from services.student.routing import Target
-    from services.student.settings import get_student_settings
     from shared.db import session_scope
     from shared.registry import get_adapter
+    from shared.student_settings import get_student_settings
 
     settings = get_student_settings()
     measurer = Measurer(settings, steps=settings.steps, max_new_tokens=settings.max_tokens)

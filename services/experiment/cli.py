@@ -67,11 +67,11 @@ def _value(text: str):
 
 def build_config(args: argparse.Namespace):
     from services.experiment.config import parse_arms, parse_ints
-    from services.student.settings import get_student_settings
     from services.teacher.settings import get_teacher_settings
     from services.trainer.config import load_config
     from shared.errors import InvalidInput
     from shared.schemas.experiments import ExperimentConfig
+    from shared.student_settings import get_student_settings
 
     preset = PRESETS[args.preset]
     pools = preset["pools"].model_copy(

@@ -12,10 +12,10 @@ from services.student.datasets import EvalTask
 from services.student.evaluation import evaluate, executor_runner
 from services.student.hotswap import ensure_loaded
 from services.student.routing import Router, Target
-from services.student.settings import StudentSettings
-from services.student.vllm_client import VllmClient
 from shared.errors import InvalidInput
 from shared.schemas.experiments import TaskOutcome
+from shared.student_settings import StudentSettings
+from shared.vllm_client import VllmClient
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,6 @@ from services.experiment.measure import Measurer, check_student
 from services.experiment.pools import Pools, load_pools
 from services.experiment.training import train_point
 from services.student.routing import Target
-from services.student.settings import get_student_settings
-from services.student.vllm_client import VllmClient
 from services.teacher.settings import get_teacher_settings
 from shared.db import session_scope
 from shared.enums import ExperimentArm, ExperimentStatus
@@ -38,6 +36,8 @@ from shared.errors import Conflict, PersdError
 from shared.models import Adapter, Experiment, ExperimentRun
 from shared.models.base import utcnow
 from shared.schemas.experiments import ExperimentConfig, RunResult, Traffic
+from shared.student_settings import get_student_settings
+from shared.vllm_client import VllmClient
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services.student.settings import get_student_settings
 from services.teacher.settings import get_teacher_settings
+from shared.student_settings import get_student_settings
 from tests.e2e.support import TEACHER_REFERENCE, purge_queues, unload_adapters
 from tests.e2e.support import student_env as student_env_of
 from tests.support.vllm import VllmServer

@@ -16,8 +16,6 @@ from services.api.keys import create_key
 from services.api.main import create_app
 from services.experiment import html, report, stats
 from services.student import hotswap
-from services.student.settings import StudentSettings
-from services.student.vllm_client import VllmClient
 from services.trainer import versions
 from shared.db import session_scope
 from shared.enums import AdapterAlias, AdapterStatus, ExperimentArm, ExperimentStatus
@@ -25,6 +23,8 @@ from shared.errors import Conflict
 from shared.models import Adapter, Experiment, ExperimentRun
 from shared.registry import set_alias
 from shared.schemas.experiments import ExperimentConfig, RunResult, TaskOutcome, Traffic
+from shared.student_settings import StudentSettings
+from shared.vllm_client import VllmClient
 
 HELDOUT = [f"h{i}" for i in range(40)]
 
