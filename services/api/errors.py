@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.api.protocol.common import NO_NUL, NUL_MESSAGE
 from shared.errors import PersdError
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,8 @@ def describe_validation_errors(errors: list[dict]) -> str:
             problems.append(f"body is not valid JSON: {detail} (at character {position})")
             continue
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if (err.get("ctx") or {}).get("pattern") == NO_NUL:
+            msg = NUL_MESSAGE  # the pattern says it to machines; this, to people
         problems.append(f"{_location(tuple(err.get('loc', ())))}: {msg}")
     return "; ".join(problems)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from fastapi import Query
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -25,8 +26,10 @@ def no_nul(value: str | None) -> str | None:
     return value
 
 
-# For query parameters that reach a text column: Annotated[str | None, Query(...), NoNul].
-NoNul = AfterValidator(no_nul)
+# For query parameters that reach a text column: Annotated[str | None, NoNulQuery(100)]. The
+# pattern puts the rule in the OpenAPI schema, so a client (and the fuzz test) knows it.
+def NoNulQuery(max_length: int) -> Any:  # noqa: N802 - used like FastAPI's Query
+    return Query(max_length=max_length, pattern=NO_NUL)
 
 
 class Wire(BaseModel):

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from services.api.auth import require
-from services.api.protocol.common import MAX_ID, IsoDateTime, NoNul, Page, error_responses
+from services.api.protocol.common import MAX_ID, IsoDateTime, NoNulQuery, Page, error_responses
 from services.api.protocol.refinements import RefinementDetail, RefinementSummary
 from services.api.serving import refinements
 from services.api.serving.pagination import CURSOR_PATTERN
@@ -22,7 +22,7 @@ read = Depends(require(ApiScope.READ))
 @router.get("", response_model=Page[RefinementSummary], responses=error_responses(401, 403, 422))
 def list_refinements(
     validation: ValidationOutcome | None = None,
-    error_type: Annotated[str | None, Query(max_length=100), NoNul] = None,
+    error_type: Annotated[str | None, NoNulQuery(100)] = None,
     adapter_version: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     task_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     since: Annotated[datetime | None, IsoDateTime] = None,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
 
 from services.api.auth import require
-from services.api.protocol.common import MAX_ID, IsoDateTime, NoNul, Page, error_responses
+from services.api.protocol.common import MAX_ID, IsoDateTime, NoNulQuery, Page, error_responses
 from services.api.protocol.tasks import TaskBatchCreated, TaskCreated, TaskDetail, TaskSummary
 from services.api.serving import tasks
 from services.api.serving.pagination import CURSOR_PATTERN
@@ -82,7 +82,7 @@ def submit_tasks(
 @router.get("", response_model=Page[TaskSummary], responses=error_responses(401, 403, 422))
 def list_tasks(
     status: Annotated[list[TaskStatus], Query(description="repeat to match several")] = [],  # noqa: B006 - FastAPI copies defaults
-    source_dataset: Annotated[str | None, Query(max_length=100), NoNul] = None,
+    source_dataset: Annotated[str | None, NoNulQuery(100)] = None,
     created_after: Annotated[datetime | None, IsoDateTime] = None,
     created_before: Annotated[datetime | None, IsoDateTime] = None,
     cursor: Annotated[

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from services.api.errors import PayloadTooLarge, describe_validation_errors
-from services.api.protocol.common import NO_NUL, NUL_MESSAGE, Page
+from services.api.protocol.common import Page
 from services.api.protocol.tasks import (
     AttemptOut,
     ExecutionOut,
@@ -99,8 +99,6 @@ def _readable(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
             err["msg"] = f"unknown test format {tag!r}; use one of: {formats}"
         elif err.get("type") == "union_tag_not_found":
             err["msg"] = f"needs a 'format' field, one of: {formats}"
-        elif (err.get("ctx") or {}).get("pattern") == NO_NUL:
-            err["msg"] = NUL_MESSAGE  # the pattern says it to machines; this, to people
         out.append(err)
     return out
 
