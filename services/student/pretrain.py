@@ -32,6 +32,7 @@ from typing import Any
 
 from services.student.tiny_model import (
     MARKER,
+    new_llama,
     stdlib_corpus,
     swap_into_place,
     write_tokenizer,
@@ -154,29 +155,16 @@ def pretraining_pairs(spec: PretrainSpec) -> list:
 
 
 def _new_model(out: Path, spec: PretrainSpec) -> tuple[Any, Any]:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(out)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    return new_llama(
+        out,
         hidden_size=spec.hidden_size,
         intermediate_size=spec.intermediate_size,
         num_hidden_layers=spec.num_hidden_layers,
         num_attention_heads=spec.num_attention_heads,
         num_key_value_heads=spec.num_attention_heads,
         max_position_embeddings=spec.max_position_embeddings,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-        torch_dtype="float32",
+        seed=spec.seed,
     )
-    torch.manual_seed(spec.seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
 
 
 def _lr_at(step: int, total: int, spec: PretrainSpec) -> float:

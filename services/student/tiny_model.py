@@ -20,6 +20,7 @@ import sysconfig
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 # Bump when anything below changes the files written: cached builds are then rebuilt.
 BUILDER_VERSION = 2
@@ -179,29 +180,57 @@ def write_tokenizer(
     fast.save_pretrained(out)
 
 
-def _write_model(out: Path, spec: TinySpec) -> None:
+def new_llama(
+    out: Path,
+    *,
+    hidden_size: int,
+    intermediate_size: int,
+    num_hidden_layers: int,
+    num_attention_heads: int,
+    num_key_value_heads: int,
+    max_position_embeddings: int,
+    seed: int,
+) -> tuple[Any, Any]:
+    """A seeded, randomly initialised fp32 Llama over the tokenizer saved in ``out`` (both the
+    tiny student and the pretrained suite student start here)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     tokenizer = PreTrainedTokenizerFast.from_pretrained(out)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=spec.hidden_size,
-        intermediate_size=spec.intermediate_size,
-        num_hidden_layers=spec.num_hidden_layers,
-        num_attention_heads=spec.num_attention_heads,
-        num_key_value_heads=spec.num_key_value_heads,
-        max_position_embeddings=spec.max_position_embeddings,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        max_position_embeddings=max_position_embeddings,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
         torch_dtype="float32",
     )
-    torch.manual_seed(spec.seed)
+    torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    with torch.no_grad():
-        model.lm_head.weight.normal_(0.0, spec.lm_head_std)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _write_model(out: Path, spec: TinySpec) -> None:
+    import torch
+
+    model, _ = new_llama(
+        out,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        seed=spec.seed,
+    )
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0.0, spec.lm_head_std)
     model.save_pretrained(out, safe_serialization=True)
