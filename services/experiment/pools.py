@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.student.datasets import EvalTask, load_humaneval, mbpp_task
+from services.student.datasets import EvalTask, load_humaneval, mbpp_rows
 from shared.errors import InvalidInput, NotFound
 from shared.schemas.experiments import PoolSpec
 
@@ -72,19 +72,7 @@ def humaneval() -> list[PoolTask]:
 
 
 def mbpp(path: Path) -> list[PoolTask]:
-    tasks = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                tasks.append(_from_eval(mbpp_task(row), row["code"], "mbpp"))
-            except (ValueError, KeyError, TypeError, IndexError) as exc:
-                raise InvalidInput(
-                    f"{path}:{lineno}: not an MBPP task ({type(exc).__name__}: {exc})"
-                ) from None
-    return tasks
+    return [_from_eval(task, row["code"], "mbpp") for row, task in mbpp_rows(path)]
 
 
 def suite(spec: PoolSpec) -> Pools:

@@ -158,22 +158,28 @@ def _add_case(cases: list[dict[str, str]], call: str, expected: str, entry_point
 
 
 def load_mbpp_jsonl(path: Path) -> list[EvalTask]:
-    tasks = []
+    return [task for _, task in mbpp_rows(path)]
+
+
+def mbpp_rows(path: Path) -> list[tuple[dict[str, Any], EvalTask]]:
+    """Each line of an MBPP-format JSONL file with the task made of it (callers that need the
+    reference code read it from the row)."""
+    rows = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-                tasks.append(mbpp_task(row))
+                rows.append((row, mbpp_task(row)))
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 raise InvalidInput(
                     f"{path}:{lineno}: not an MBPP task ({type(exc).__name__}: {exc});"
                     " expected JSON with text, code and test_list (a list of asserts)"
                 ) from None
-    if not tasks:
+    if not rows:
         raise InvalidInput(f"{path}: no tasks")
-    return tasks
+    return rows
 
 
 def mbpp_task(row: dict[str, Any]) -> EvalTask:
