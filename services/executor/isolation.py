@@ -350,11 +350,21 @@ class SlotCgroups:
         for path in self.paths:
             path.mkdir(parents=True, exist_ok=True)
         self.kill_all()
-        (self.memory / "memory.limit_in_bytes").write_text(str(self.memory_limit))
-        swap = self.memory / "memory.memsw.limit_in_bytes"
-        if swap.exists():
-            swap.write_text(str(self.memory_limit))  # no swapping past the cap either
+        self._limit_memory()
         (self.pids / "pids.max").write_text(str(self.pids_max))
+
+    def _limit_memory(self) -> None:
+        memory = self.memory / "memory.limit_in_bytes"
+        swap = self.memory / "memory.memsw.limit_in_bytes"  # no swapping past the cap either
+        if not swap.exists():
+            memory.write_text(str(self.memory_limit))
+            return
+        # The kernel refuses (EINVAL) a memory limit above memsw's at any moment. A uid's cgroup
+        # keeps the limits of its last slot, and a uid serves a program or a judge (whose cap is
+        # smaller) in turn: raise memsw first, lower memory first.
+        raising = self.memory_limit > int(swap.read_text())
+        for path in (swap, memory) if raising else (memory, swap):
+            path.write_text(str(self.memory_limit))
 
     def join(self) -> None:
         """Move the calling process in (called between fork and exec of bwrap)."""

@@ -211,9 +211,9 @@ def run_point(
                         "count": run.count,
                         "seed": run.seed,
                     },
-                    on_step=lambda _s, _e, loss: (
+                    on_step=lambda info: (
                         bar.update(1),
-                        bar.set_postfix(loss=f"{loss:.3f}"),
+                        bar.set_postfix(loss=f"{info.loss:.3f}"),
                     ),
                 )
             _set_run(run.id, adapter_id=done.adapter_id)

@@ -10,7 +10,6 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from services.trainer import artifacts, versions
 from services.trainer.config import TrainerConfig
 from services.trainer.encoding import Pair
 from services.trainer.lease import LockBusy, TrainingLease
+from services.trainer.loop import StepCallback, StepInfo
 from services.trainer.runs import _training_metrics
 from shared.db import session_scope
 from shared.enums import AdapterStatus
@@ -61,7 +61,7 @@ def train_point(
     run_id: int,
     *,
     describe: dict[str, Any],
-    on_step: Callable[[int, int, float], None] | None = None,
+    on_step: StepCallback | None = None,
 ) -> Trained:
     from services.trainer.loop import train_lora
 
@@ -74,10 +74,10 @@ def train_point(
         artifacts.sweep_staging(root)  # only while holding the lease: nobody else writes there
         staging = artifacts.new_staging_dir(root)
 
-        def step(n: int, epoch: int, loss: float) -> None:
+        def step(info: StepInfo) -> None:
             lease.check()
             if on_step is not None:
-                on_step(n, epoch, loss)
+                on_step(info)
 
         result = train_lora(config, pairs, staging, base_model=base_model, on_step=step)
         lease.check()

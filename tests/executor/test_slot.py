@@ -62,3 +62,25 @@ def test_closing_a_slot_leaves_no_process_cgroup_or_lease() -> None:
         assert again.info["uid"] <= uid
     finally:
         again.close()
+
+
+def test_a_uid_serves_a_program_after_a_judge_and_back() -> None:
+    """A uid's cgroups keep the limits of its last slot, and a uid serves programs and judges (a
+    smaller memory cap) in turn: the kernel refuses a memory limit above memsw's, so setting up
+    a program's cgroups after a judge's once failed with EINVAL (seen as 'the sandbox could not
+    be set up: [Errno 22] Invalid argument' when two pools started at once)."""
+    from services.executor.isolation import SlotCgroups
+
+    settings = executor_settings()
+    uid = settings.uid_base + settings.uid_count - 1
+    for first, then in ((True, False), (False, True)):
+        SlotCgroups(settings, uid, judge=first).create()
+        cgroups = SlotCgroups(settings, uid, judge=then)
+        try:
+            cgroups.create()
+            for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"):
+                path = cgroups.memory / name
+                if path.exists():
+                    assert int(path.read_text()) == cgroups.memory_limit, name
+        finally:
+            cgroups.remove()
