@@ -1,4 +1,4 @@
-"""Training examples in the formats of persd-method.md, step 8.
+"""Training examples in the PERsD paper's formats (PERsD, PERsD-refine, PERsD-combined, StanD).
 
 Inputs are built with ``shared.prompts`` so an example's input is byte for byte the prompt the
 student sees at inference; targets are the body the student should write after it (the trainer

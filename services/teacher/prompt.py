@@ -1,4 +1,4 @@
-"""The teacher's chat prompts (persd-method.md, step 6).
+"""The teacher's chat prompts (the PERsD paper's refinement step).
 
 Two turns: (a) the task and header, answered with a correct solution (the task's reference when
 it has one, otherwise the teacher's own answer to :func:`solve_messages`); (b) the rectify
