@@ -117,7 +117,7 @@ class ApiScope(StrEnum):
 
 
 class ExperimentArm(StrEnum):
-    """The recipes ``persd experiment`` compares (persd-method.md, "Training examples")."""
+    """The recipes ``persd experiment`` compares (the PERsD paper's training-example formats)."""
 
     BASE = "base"  # the student as it is: no adapter
     STAND = "stand"

@@ -52,7 +52,7 @@ from shared.enums import ExampleVariant
 
 VariantMix = Literal["persd", "persd_refine", "persd_combined", "stand"]
 
-# Which stored example variants each mix trains on (docs: persd-method, "Training examples").
+# Which stored example variants each mix trains on (the PERsD paper's training-example formats).
 MIX_VARIANTS: dict[str, tuple[ExampleVariant, ...]] = {
     "persd": (ExampleVariant.PERSD,),
     "persd_refine": (ExampleVariant.PERSD_REFINE,),

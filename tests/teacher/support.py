@@ -32,7 +32,7 @@ SEEN = {
 HIDDEN = {"format": "asserts", "asserts": ["assert sum_squares([4]) == 16"]}
 REFERENCE = "def sum_squares(xs):\n    return sum(x * x for x in xs)\n"
 ATTEMPT = "def sum_squares(xs):\n    return sum(xs)\n"
-# What the real executor reports for ATTEMPT on SEEN (persd-method.md step 4).
+# What the real executor reports for ATTEMPT on SEEN (the PERsD feedback format).
 FEEDBACK = "AssertionError\nINPUT: sum_squares([1, 2, 3])\nOUTPUT: 6\nEXPECTED: 14"
 
 

@@ -1,4 +1,4 @@
-"""The teacher's two-turn rectify prompt, exactly (persd-method.md step 6)."""
+"""The teacher's two-turn rectify prompt, exactly (the PERsD paper's refinement step)."""
 
 from __future__ import annotations
 
