@@ -6,6 +6,7 @@ Redis."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import keyword
 import os
@@ -66,6 +67,13 @@ def cross_field_rules(ctx, case):
     body = case.body if isinstance(case.body, dict) else {}
     tasks = body.get("tasks", [body])
     for task in tasks if isinstance(tasks, list) else []:
+        # "Valid Python" is a rule JSON Schema cannot state (the field's description says it): a
+        # reference that does not parse is a schema-valid request the server rightly refuses.
+        if isinstance(task, dict) and isinstance(task.get("reference_solution"), str):
+            try:
+                ast.parse(task["reference_solution"])
+            except (SyntaxError, ValueError):
+                task["reference_solution"] = None
         if isinstance(task, dict) and isinstance(task.get("entry_point"), str):
             with contextlib.suppress(KeyError, TypeError, ValueError, SyntaxError):
                 task["entry_point"] = header_functions(task["header"])[-1]
