@@ -32,6 +32,7 @@ from typing import Any
 
 from services.student.tiny_model import (
     MARKER,
+    check_head_dim,
     new_llama,
     stdlib_corpus,
     swap_into_place,
@@ -72,15 +73,7 @@ class PretrainSpec:
     threads: int = 2
 
     def __post_init__(self) -> None:
-        head_dim, rest = divmod(self.hidden_size, self.num_attention_heads)
-        if rest or head_dim < 32:
-            from shared.errors import InvalidInput
-
-            raise InvalidInput(
-                f"pretrained student: head_dim = hidden_size / num_attention_heads must be a"
-                f" whole number >= 32 (vLLM's CPU attention), got {self.hidden_size}"
-                f" / {self.num_attention_heads}"
-            )
+        check_head_dim("pretrained student", self.hidden_size, self.num_attention_heads)
 
 
 PRESETS: dict[Budget, PretrainSpec] = {

@@ -57,15 +57,20 @@ class TinySpec:
     corpus_bytes: int = 3_000_000  # enough stdlib source for a code-shaped vocabulary
 
     def __post_init__(self) -> None:
-        head_dim, rest = divmod(self.hidden_size, self.num_attention_heads)
-        if rest or head_dim < 32:
-            from shared.errors import InvalidInput
+        check_head_dim("tiny student", self.hidden_size, self.num_attention_heads)
 
-            raise InvalidInput(
-                f"tiny student: head_dim = hidden_size / num_attention_heads must be a whole"
-                f" number >= 32 (vLLM's CPU attention), got {self.hidden_size}"
-                f" / {self.num_attention_heads}"
-            )
+
+def check_head_dim(what: str, hidden_size: int, num_attention_heads: int) -> None:
+    """vLLM's CPU attention has no kernel for heads narrower than 32 (and dies on the first
+    request, after /health passed): refuse such a shape when it is specified."""
+    head_dim, rest = divmod(hidden_size, num_attention_heads)
+    if rest or head_dim < 32:
+        from shared.errors import InvalidInput
+
+        raise InvalidInput(
+            f"{what}: head_dim = hidden_size / num_attention_heads must be a whole"
+            f" number >= 32 (vLLM's CPU attention), got {hidden_size} / {num_attention_heads}"
+        )
 
 
 def stdlib_corpus(limit_bytes: int) -> list[str]:
