@@ -49,7 +49,7 @@ run: system-check install
 	mkdir -p var && $(PROCFILE) > var/Procfile.run
 	$(VENV)/bin/honcho -f var/Procfile.run start
 
-# run, plus `persd demo` beside the stack: the pretrained suite student (built once, about 20 min
+# run, plus `persd demo` beside the stack: the pretrained suite student (built once, about 10 min
 # on 2 cores, then cached), distillation tasks of the offline suite with the reference teacher,
 # and held-out pass@1 before and after the promoted adapter. A low trigger lets an adapter train
 # after a few dozen examples; the LoRA settings are `persd experiment`'s offline ones.

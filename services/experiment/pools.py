@@ -13,6 +13,7 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,23 @@ def load_pools(spec: PoolSpec) -> Pools:
             " held-out tasks must never be trained on"
         )
     return pools
+
+
+# The held-out subsets a suite report breaks its "vs base" comparisons into: lesson tasks show
+# what distillation taught, the others what the student knew before and may have lost.
+LESSON_SUBSETS = ("tasks with a lesson", "tasks without a lesson")
+
+
+@lru_cache(maxsize=8)  # drawing the pool takes a second or two; reports are rebuilt often
+def heldout_subsets(spec: PoolSpec) -> dict[str, frozenset[str]]:
+    """Held-out task ids by subset, for the suite; other sources have none."""
+    if spec.heldout != "suite":
+        return {}
+    from services.suite import Pool, make_pool
+
+    tasks = make_pool(Pool.HELDOUT, spec.suite_seed, spec.heldout_size)
+    with_lesson, without = LESSON_SUBSETS
+    return {
+        with_lesson: frozenset(t.task_id for t in tasks if t.lesson),
+        without: frozenset(t.task_id for t in tasks if not t.lesson),
+    }

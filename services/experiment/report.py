@@ -3,6 +3,7 @@ HTML report, ``GET /v1/experiments/{id}`` and the dashboard's Experiments page."
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Set
 from datetime import datetime
 
 import numpy as np
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.experiment import stats
+from services.experiment.pools import heldout_subsets
 from shared.enums import ExperimentArm, ExperimentStatus
 from shared.errors import NotFound
 from shared.models import Experiment, ExperimentRun
@@ -125,8 +127,8 @@ def planned(config: ExperimentConfig) -> list[tuple[ExperimentArm, int, int]]:
     return points
 
 
-def _matrix(runs: list[ExperimentRun], step: int) -> np.ndarray:
-    order = [o.task_id for o in runs[0].result.outcomes]
+def _matrix(runs: list[ExperimentRun], step: int, only: Set[str] | None = None) -> np.ndarray:
+    order = [o.task_id for o in runs[0].result.outcomes if only is None or o.task_id in only]
     rows = []
     for run in runs:
         by_task = {o.task_id: o.passed[step] for o in run.result.outcomes}
@@ -165,29 +167,38 @@ def _label(arm: ExperimentArm, count: int) -> str:
 
 
 def comparisons(
-    groups: dict[tuple[ExperimentArm, int], list[ExperimentRun]], counts: list[int], steps: int
+    groups: dict[tuple[ExperimentArm, int], list[ExperimentRun]],
+    counts: list[int],
+    steps: int,
+    subsets: Mapping[str, Set[str]] | None = None,
 ) -> list[ComparisonRow]:
     """PERsD arms vs base, vs StanD at equal counts, and vs StanD at about three times their
-    count (the paper's "a third of the data")."""
-    pairs: list[tuple[str, tuple[ExperimentArm, int], tuple[ExperimentArm, int]]] = []
+    count (the paper's "a third of the data"); the "vs base" rows again on each held-out
+    subset (``vs base, tasks with a lesson``)."""
+    Pair = tuple[str, tuple[ExperimentArm, int], tuple[ExperimentArm, int], Set[str] | None]
+    pairs: list[Pair] = []
     base = (ExperimentArm.BASE, 0)
     for arm in (*PERSD_ARMS, ExperimentArm.STAND):
         for count in sorted(counts):
             if (arm, count) in groups and base in groups:
-                pairs.append(("vs base", (arm, count), base))
+                pairs.append(("vs base", (arm, count), base, None))
+                for name, ids in (subsets or {}).items():
+                    pairs.append((f"vs base, {name}", (arm, count), base, ids))
     for arm in PERSD_ARMS:
         for count in sorted(counts):
             stand = (ExperimentArm.STAND, count)
             if (arm, count) in groups and stand in groups:
-                pairs.append(("vs StanD, equal tasks", (arm, count), stand))
+                pairs.append(("vs StanD, equal tasks", (arm, count), stand, None))
             for big in counts:
                 stand_big = (ExperimentArm.STAND, big)
                 if 2.5 <= big / count <= 3.5 and (arm, count) in groups and stand_big in groups:
-                    pairs.append(("vs StanD at ~3x the tasks", (arm, count), stand_big))
+                    pairs.append(("vs StanD at ~3x the tasks", (arm, count), stand_big, None))
     rows = []
-    for label, a, b in pairs:
+    for label, a, b, only in pairs:
+        if only is not None and not any(o.task_id in only for o in groups[a][0].result.outcomes):
+            continue  # none of the measured tasks is in the subset (another pool's ids)
         for step in range(steps):
-            result = stats.paired(_matrix(groups[a], step), _matrix(groups[b], step))
+            result = stats.paired(_matrix(groups[a], step, only), _matrix(groups[b], step, only))
             rows.append(
                 ComparisonRow(
                     label=label,
@@ -291,7 +302,7 @@ def build(session: Session, ref: int | str) -> ExperimentReport:
         heldout_tasks=len(done[0].result.outcomes) if done else 0,
         runs_planned=len(planned(config)),
         points=points,
-        comparisons=comparisons(groups, config.counts, config.steps),
+        comparisons=comparisons(groups, config.counts, config.steps, heldout_subsets(config.pools)),
         runs=[
             RunRow(
                 id=r.id,

@@ -11,10 +11,10 @@ Builds are seeded and cached like the tiny student's: a ``persd-builder.json`` m
 builder version and the spec; a matching directory is reused; a build is written into a staging
 directory and renamed into place. Two presets:
 
-- ``full``: the acceptance student (``$PERSD_DATA_DIR/models/suite-student``); at most 20 minutes
-  on 2 quiet cores.
-- ``small``: a few minutes, for the test suite (``.../suite-student-small``). Weaker, but it has
-  learnt the format and the common operations.
+- ``full``: the acceptance student (``$PERSD_DATA_DIR/models/suite-student``); 48 000 tasks,
+  about 10 minutes on 2 cores (the limit is 20).
+- ``small``: 32 000 tasks, about 6 minutes, for the test suite (``.../suite-student-small``).
+  Weaker on tasks without a lesson, but it has learnt the format and the operations.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class PretrainSpec:
     CPU attention)."""
 
     suite_seed: int = 0
-    tasks: int = 16_000  # size of the pretraining pool drawn
+    tasks: int = 48_000  # size of the pretraining pool drawn
     epochs: int = 1
     batch_size: int = 32
     learning_rate: float = 3e-3
@@ -78,7 +78,7 @@ class PretrainSpec:
 
 PRESETS: dict[Budget, PretrainSpec] = {
     Budget.FULL: PretrainSpec(),
-    Budget.SMALL: PretrainSpec(tasks=4_000, warmup_steps=30),
+    Budget.SMALL: PretrainSpec(tasks=32_000),
 }
 
 
