@@ -395,7 +395,7 @@ def _locked(
             session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(gate=record))
         progress.phase(TrainingPhase.PROMOTING)
         _phase(hooks, "promoting", run_id)
-        reply = versions.request_promotion(
+        reply = versions.promote_after_gate(
             adapter_id,
             f"training run {run_id}: {gate.decision.reason}",
             config.promote_timeout_s,

@@ -181,7 +181,9 @@ def test_versions_are_trained_gated_promoted_rejected_and_rolled_back(
     assert answers(stack, SET_A + SET_B) == v1_answers
     with pytest.raises(Conflict) as err:
         versions.promote(bad.id, reason="force", timeout_s=30)
-    assert err.value.message == f"adapter {bad.id} ({bad.name}) is rejected and cannot be promoted"
+    assert err.value.message.startswith(
+        f"adapter {bad.id} ({bad.name}) was rejected by the gate ({out.detail}); only ready,"
+    )
 
     assert persd(["adapters", "list", "--json"]) == 0
     listed = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
