@@ -313,10 +313,6 @@ def validated(notice: ExecutedNotice, deps: Deps) -> RefineReply:
             or ref.validation is not ValidationOutcome.PENDING
         ):
             return _reply(session, ref)  # hidden runs only score; a verdict is final
-        if execution.outcome is ExecutionOutcome.SANDBOX_ERROR:
-            # Our infrastructure failed, not the teacher's code: no verdict, nothing lost.
-            log.error("refinement %s: sandbox error, left pending: %s", ref.id, execution.feedback)
-            return _reply(session, ref)
         rejection = after_execution(execution.outcome, execution.feedback, execution.forgery)
         if rejection is not None:
             return _reject(session, deps.settings, ref, rejection, ref.teacher_backend in OFFLINE)
