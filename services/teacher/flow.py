@@ -40,7 +40,7 @@ from services.teacher.program import canonical_program, teacher_code
 from services.teacher.settings import BackendName, TeacherSettings, get_teacher_settings
 from services.teacher.testcases import literal_cases
 from shared.db import session_scope
-from shared.enums import ExecutionOutcome, RejectionReason, TaskStatus, TestSet, ValidationOutcome
+from shared.enums import RejectionReason, TaskStatus, TestSet, ValidationOutcome
 from shared.errors import InvalidInput, NotFound
 from shared.events import publish_after_commit
 from shared.models import Execution, Refinement, Task

@@ -40,6 +40,7 @@ from shared.registry import (
 )
 from shared.schemas.messages import PromoteReply
 
+
 def version_name(run_id: int, digest: str) -> str:
     """vLLM's lora_name for new weights: never reused (vLLM caches by name and path)."""
     return f"persd-r{run_id}-{digest[:10]}"

@@ -107,7 +107,11 @@ def test_no_earlier_version_to_roll_back_to_is_409_everywhere(api, keys, tmp_pat
     assert r.status_code == 409
     with pytest.raises(Conflict) as err:
         versions.rollback(None, timeout_s=0.001)
-    assert r.json()["error"]["message"] == err.value.message == (
-        f"no ready or retired version older than the active adapter {version} (v1) to roll back"
-        " to; name one"
+    assert (
+        r.json()["error"]["message"]
+        == err.value.message
+        == (
+            f"no ready or retired version older than the active adapter {version} (v1) to roll back"
+            " to; name one"
+        )
     )

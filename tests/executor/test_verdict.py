@@ -147,7 +147,7 @@ def test_the_sandbox_constants_are_the_hosts_enums() -> None:
         o.name: o.value for o in ExecutionOutcome
     }
     # Every status a test can report is an outcome; sandbox_error is the host's alone.
-    assert verdict.STATUSES == {o.value for o in ExecutionOutcome} - {verdict.SANDBOX_ERROR}
+    assert {o.value for o in ExecutionOutcome} - {verdict.SANDBOX_ERROR} == verdict.STATUSES
     assert {verdict.NON_DATA, verdict.TAMPERING} == {f.value for f in Forgery}
 
 
@@ -158,4 +158,4 @@ def test_the_harness_constants_are_the_hosts_test_statuses() -> None:
 
     for status in TestStatus:
         assert getattr(harness, status.name) == getattr(verdict, status.name) == status.value
-    assert harness.SYNTAX_ERROR == ExecutionOutcome.SYNTAX_ERROR.value
+    assert ExecutionOutcome.SYNTAX_ERROR.value == harness.SYNTAX_ERROR

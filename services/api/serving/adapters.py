@@ -22,6 +22,7 @@ from shared.models import Adapter, AdapterAliasRow, TrainingRun
 from shared.registry import check_promotable, get_active, rollback_target, send_promotion
 from shared.schemas.progress import TrainingProgress
 
+
 def list_adapters(session: Session) -> list[AdapterOut]:
     adapters = session.execute(select(Adapter).order_by(Adapter.id.desc())).scalars().all()
     aliases: dict[int, list[str]] = {}
