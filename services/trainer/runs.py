@@ -39,11 +39,11 @@ from services.trainer.lease import LeaseLost, LockBusy, TrainingLease
 from services.trainer.loop import StepInfo
 from shared.db import session_scope
 from shared.enums import AdapterStatus, TrainingPhase, TrainingRunStatus
-from shared.errors import PersdError
+from shared.errors import Conflict, PersdError
 from shared.events import publish, publish_after_commit
 from shared.models import TrainingRun
 from shared.models.base import utcnow
-from shared.registry import get_active
+from shared.registry import get_active, mark_failed
 from shared.schemas.messages import TrainReply
 from shared.schemas.progress import TrainingProgress
 
@@ -495,12 +495,21 @@ class _Cycle:
             session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(gate=record))
         self.progress.phase(TrainingPhase.PROMOTING)
         _phase(self.hooks, "promoting", run_id)
-        reply = versions.promote_after_gate(
-            adapter_id,
-            f"training run {run_id}: {gate.decision.reason}",
-            self.config.promote_timeout_s,
-            inside_task=self.inside_task,
-        )
+        try:
+            reply = versions.promote_after_gate(
+                adapter_id,
+                f"training run {run_id}: {gate.decision.reason}",
+                self.config.promote_timeout_s,
+                inside_task=self.inside_task,
+            )
+        except Conflict as exc:
+            # The registry's policy refused it (its files changed since the gate): the version
+            # is failed, as the hot-swap would have failed it.
+            with session_scope() as session:
+                mark_failed(session, adapter_id, exc.message)
+            error = f"the promotion was refused: {exc.message}"
+            _finish(run_id, TrainingRunStatus.FAILED, error=error)
+            return Outcome(run_id, TrainingRunStatus.FAILED, error)
         self.clock.mark("promote_s")
         with session_scope() as session:
             _merge_metrics(session, adapter_id, timings=self.clock.marks)
