@@ -30,8 +30,7 @@ from shared.models.base import utcnow
 
 TRANSITIONS: dict[S, frozenset[S]] = {
     S.QUEUED: frozenset({S.ATTEMPTING, S.ERROR}),
-    # attempting -> queued: the reconciler hands a stuck attempt back to the queue.
-    S.ATTEMPTING: frozenset({S.EXECUTING, S.QUEUED, S.ERROR}),
+    S.ATTEMPTING: frozenset({S.EXECUTING, S.ERROR}),
     S.EXECUTING: frozenset({S.PASSED, S.FAILED, S.ATTEMPTING, S.ERROR}),
     S.FAILED: frozenset({S.REFINING, S.NEEDS_TEACHER, S.BUDGET_EXHAUSTED, S.UNREFINABLE}),
     S.REFINING: frozenset({S.REFINED, S.UNREFINABLE, S.BUDGET_EXHAUSTED, S.NEEDS_TEACHER}),
@@ -40,10 +39,10 @@ TRANSITIONS: dict[S, frozenset[S]] = {
     S.PASSED: frozenset(),
     S.REFINED: frozenset(),
     S.UNREFINABLE: frozenset(),
-    S.ERROR: frozenset({S.QUEUED}),  # an operator may retry a task that hit an internal error
+    S.ERROR: frozenset(),  # an internal error; resubmit the task to try again
 }
 
-FINAL: frozenset[S] = frozenset(s for s, targets in TRANSITIONS.items() if not targets) | {S.ERROR}
+FINAL: frozenset[S] = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
 
 
 def allowed_sources(target: S) -> frozenset[S]:

@@ -252,16 +252,6 @@ def _next_step(session: Session, task: Task, attempt: Attempt, seen: Execution) 
             },
         )
         return TaskStatus.PASSED
-    if seen.outcome == ExecutionOutcome.SANDBOX_ERROR:
-        # Our infrastructure failed, not the student: no verdict to act on. An operator can
-        # retry the task (error -> queued).
-        transition(
-            session,
-            task.id,
-            TaskStatus.ERROR,
-            reason=f"sandbox error while executing step {attempt.step}: {seen.feedback[:500]}",
-        )
-        return TaskStatus.ERROR
     if attempt.step < task.max_steps:
         moved = transition(
             session,

@@ -134,12 +134,10 @@ def _server(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from shared.queues import STUDENT_PROMOTE
-    from shared.schemas.messages import PromoteRequest
+    from shared.registry import send_promotion
 
-    reply = STUDENT_PROMOTE.send(PromoteRequest(adapter_id=args.adapter, reason=args.reason)).get(
-        timeout=args.timeout
-    )
+    # The hot-swap applies shared.registry's policy itself (status, then hash).
+    reply = send_promotion(args.adapter, args.reason, args.timeout).get(timeout=args.timeout)
     print(reply.model_dump_json(indent=2))
     return 0 if reply.promoted else 1
 

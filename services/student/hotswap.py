@@ -26,9 +26,9 @@ from services.student.routing import InFlight
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.enums import AdapterAlias
-from shared.errors import Conflict, NotFound, PersdError
+from shared.errors import NotFound, PersdError
 from shared.models import Adapter
-from shared.registry import PROMOTABLE, artifact_hash, get_active, mark_failed, set_alias
+from shared.registry import artifact_hash, check_status, get_active, mark_failed, set_alias
 from shared.schemas.messages import PromoteReply
 from shared.student_settings import StudentSettings
 from shared.vllm_client import StudentUnavailable, VllmClient, VllmRejected, ensure_loaded
@@ -89,11 +89,7 @@ def _promote_locked(
                 active_adapter_id=adapter_id,
                 detail="already active",
             )
-        if adapter.status not in PROMOTABLE:
-            raise Conflict(
-                f"adapter {adapter_id} is {adapter.status.value}; only"
-                f" {', '.join(sorted(s.value for s in PROMOTABLE))} versions can be promoted"
-            )
+        check_status(adapter)  # shared.registry's policy; the hash is checked below
         name, path, expected_hash = adapter.name, adapter.artifact_path, adapter.content_hash
         old_name = current.name if current else None
 

@@ -1,7 +1,7 @@
 """Celery entry point of the student service: `celery -A services.student.worker worker -Q student`.
 
 Thin edge: each task parses its message and calls a plain function. The worker runs a thread
-pool (see services/workers_cli.py): every thread waits on an HTTP request, so vLLM receives
+pool (see services/cli/workers.py): every thread waits on an HTTP request, so vLLM receives
 concurrent requests and batches them.
 """
 

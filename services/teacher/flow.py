@@ -40,7 +40,7 @@ from services.teacher.program import canonical_program, teacher_code
 from services.teacher.settings import BackendName, TeacherSettings, get_teacher_settings
 from services.teacher.testcases import literal_cases
 from shared.db import session_scope
-from shared.enums import ExecutionOutcome, RejectionReason, TaskStatus, TestSet, ValidationOutcome
+from shared.enums import RejectionReason, TaskStatus, TestSet, ValidationOutcome
 from shared.errors import InvalidInput, NotFound
 from shared.events import publish_after_commit
 from shared.models import Execution, Refinement, Task
@@ -313,10 +313,6 @@ def validated(notice: ExecutedNotice, deps: Deps) -> RefineReply:
             or ref.validation is not ValidationOutcome.PENDING
         ):
             return _reply(session, ref)  # hidden runs only score; a verdict is final
-        if execution.outcome is ExecutionOutcome.SANDBOX_ERROR:
-            # Our infrastructure failed, not the teacher's code: no verdict, nothing lost.
-            log.error("refinement %s: sandbox error, left pending: %s", ref.id, execution.feedback)
-            return _reply(session, ref)
         rejection = after_execution(execution.outcome, execution.feedback, execution.forgery)
         if rejection is not None:
             return _reject(session, deps.settings, ref, rejection, ref.teacher_backend in OFFLINE)

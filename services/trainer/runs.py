@@ -39,11 +39,11 @@ from services.trainer.lease import LeaseLost, LockBusy, TrainingLease
 from services.trainer.loop import StepInfo
 from shared.db import session_scope
 from shared.enums import AdapterStatus, TrainingPhase, TrainingRunStatus
-from shared.errors import PersdError
+from shared.errors import Conflict, PersdError
 from shared.events import publish, publish_after_commit
 from shared.models import TrainingRun
 from shared.models.base import utcnow
-from shared.registry import get_active
+from shared.registry import get_active, mark_failed
 from shared.schemas.messages import TrainReply
 from shared.schemas.progress import TrainingProgress
 
@@ -267,14 +267,35 @@ def _locked(
     hooks: Hooks,
     lease: TrainingLease,
 ) -> Outcome:
-    root = config.resolved_adapter_dir
-    base_model = config.resolved_base_model
+    """The run, holding the lock: select, then train, store, register, gate and promote."""
     with session_scope() as session:
         orphans = recovery.fail_orphans(session)
-    swept = artifacts.sweep_staging(root)
+    swept = artifacts.sweep_staging(config.resolved_adapter_dir)
     if orphans or swept:
         log.warning("recovered runs %s, removed staging %s", orphans, swept)
 
+    selected = _select(config, trigger_name, request_id)
+    if isinstance(selected, Outcome):
+        return selected
+    cycle = _Cycle(config, selected, inside_task, hooks, lease)
+    return cycle.run()
+
+
+@dataclass(frozen=True)
+class _Selected:
+    """What :func:`_select` chose: the new run's row and what it trains on."""
+
+    run_id: int
+    chosen: selection.Selection
+    parent_path: str | None
+    parent_hash: str | None
+
+
+def _select(
+    config: TrainerConfig, trigger_name: str, request_id: str | None
+) -> _Selected | Outcome:
+    """Phase 1: is the trigger still due, which examples, which parent; then the run row."""
+    base_model = config.resolved_base_model
     with session_scope() as session:
         if trigger_name != "manual":
             state = trigger.evaluate(session, config)
@@ -292,8 +313,6 @@ def _locked(
                 f"nothing to train: no {config.variant_mix} training examples"
                 + (f" newer than example {chosen.since_id}" if chosen.since_id else ""),
             )
-        parent_path = parent.artifact_path if parent is not None else None
-        parent_hash = parent.content_hash if parent is not None else None
         run = TrainingRun(
             status=TrainingRunStatus.RUNNING,
             trigger=trigger_name,
@@ -309,80 +328,161 @@ def _locked(
         )
         session.add(run)
         session.flush()
-        run_id = run.id
-        publish_after_commit(session, "training.run", run_id=run_id, status="running")
-
-    progress = _Progress(lease, run_id)
-    lease.on_beat = lambda: _heartbeat(run_id, config.lease_s, progress)
-    staging: Path | None = None
-    trained = False
-    clock = _Clock()
-    progress.start()
-    try:
-        if parent_path is not None:
-            artifacts.verify(parent_path, parent_hash)
-        staging = artifacts.new_staging_dir(root)
-        _phase(hooks, "training", run_id)
-        result = _train(config, chosen.pairs, staging, base_model, parent_path, progress.step)
-        lease.check()
-        path, name, digest = artifacts.publish(
-            staging, root, lambda h: versions.version_name(run_id, h)
+        publish_after_commit(
+            session, "training.run", run_id=run.id, status=TrainingRunStatus.RUNNING.value
         )
-        staging = None
-        trained = True
-        clock.mark("train_s")
+        return _Selected(
+            run.id,
+            chosen,
+            parent.artifact_path if parent is not None else None,
+            parent.content_hash if parent is not None else None,
+        )
+
+
+class _Cycle:
+    """Phases 2-6 of one run, each a method; :meth:`run` turns any failure into a failed run."""
+
+    def __init__(
+        self,
+        config: TrainerConfig,
+        selected: _Selected,
+        inside_task: bool,
+        hooks: Hooks,
+        lease: TrainingLease,
+    ) -> None:
+        self.config = config
+        self.selected = selected
+        self.run_id = selected.run_id
+        self.inside_task = inside_task
+        self.hooks = hooks
+        self.lease = lease
+        self.root = config.resolved_adapter_dir
+        self.base_model = config.resolved_base_model
+        self.progress = _Progress(lease, self.run_id)
+        self.clock = _Clock()
+        self.staging: Path | None = None
+        self.trained = False
+
+    def run(self) -> Outcome:
+        run_id = self.run_id
+        self.lease.on_beat = lambda: _heartbeat(run_id, self.config.lease_s, self.progress)
+        self.progress.start()
+        try:
+            result = self.train()
+            path, name, digest = self.store()
+            adapter_id = self.register(result, path, name, digest)
+            gate = self.gate(adapter_id, name, path, digest)
+            if not gate.decision.promote:
+                return self.reject(adapter_id, gate)
+            return self.promote(adapter_id, gate)
+        except Exception as exc:  # noqa: BLE001 - every failure ends the run with its reason
+            error = exc.message if isinstance(exc, PersdError) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, PersdError):
+                log.exception("training run %s failed", run_id)
+            # A run that died in training keeps the curve it got that far (the heartbeat's copy).
+            extra = {} if self.trained else {"loss_curve": self.progress.snapshot()}
+            _finish(run_id, TrainingRunStatus.FAILED, error=error, **extra)
+            return Outcome(run_id, TrainingRunStatus.FAILED, error)
+        finally:
+            self.progress.stop()
+            if self.staging is not None:
+                shutil.rmtree(self.staging, ignore_errors=True)
+
+    def train(self):
+        """Phase 2: LoRA training into a fresh staging directory (the parent's files checked)."""
+        sel = self.selected
+        if sel.parent_path is not None:
+            artifacts.verify(sel.parent_path, sel.parent_hash)
+        self.staging = artifacts.new_staging_dir(self.root)
+        _phase(self.hooks, "training", self.run_id)
+        result = _train(
+            self.config,
+            sel.chosen.pairs,
+            self.staging,
+            self.base_model,
+            sel.parent_path,
+            self.progress.step,
+        )
+        self.lease.check()
+        return result
+
+    def store(self) -> tuple[Path, str, str]:
+        """Phase 3: publish the staging directory as the version's artifact (path, name, hash)."""
+        run_id = self.run_id
+        path, name, digest = artifacts.publish(
+            self.staging, self.root, lambda h: versions.version_name(run_id, h)
+        )
+        self.staging = None
+        self.trained = True
+        self.clock.mark("train_s")
+        return path, name, digest
+
+    def register(self, result, path: Path, name: str, digest: str) -> int:
+        """Phase 4: the version row (evaluating), linked to the run with its loss curve."""
         with session_scope() as session:
             adapter = versions.register(
                 session,
                 name=name,
-                base_model=base_model,
+                base_model=self.base_model,
                 artifact_path=str(path),
                 content_hash=digest,
-                parent_id=chosen.parent_id,
+                parent_id=self.selected.chosen.parent_id,
                 metrics={"training": _training_metrics(result)},
             )
-            adapter_id = adapter.id
             updated = session.execute(
                 update(TrainingRun)
-                .where(TrainingRun.id == run_id, TrainingRun.status == TrainingRunStatus.RUNNING)
+                .where(
+                    TrainingRun.id == self.run_id, TrainingRun.status == TrainingRunStatus.RUNNING
+                )
                 .values(
-                    adapter_id=adapter_id,
+                    adapter_id=adapter.id,
                     loss_curve=result.loss_curve,
                     examples_used=result.examples,
                 )
             )
             if updated.rowcount != 1:
-                raise LeaseLost(f"run {run_id} was failed by recovery while it trained")
-        progress.phase(TrainingPhase.EVALUATING)
-        _phase(hooks, "evaluating", run_id)
+                raise LeaseLost(f"run {self.run_id} was failed by recovery while it trained")
+            return adapter.id
+
+    def gate(self, adapter_id: int, name: str, path: Path, digest: str):
+        """Phase 5: the held-out comparison of candidate and active version."""
+        self.progress.phase(TrainingPhase.EVALUATING)
+        _phase(self.hooks, "evaluating", self.run_id)
         # The files are checked again right before the gate: a version is judged (and later
         # loaded) only if it is byte for byte what was registered.
         artifacts.verify(path, digest)
         gate = run_gate(
-            config,
-            base_model,
+            self.config,
+            self.base_model,
             (adapter_id, name, str(path)),
-            client=hooks.client,
-            run_programs=hooks.run_programs,
-            served_base_name=hooks.served_base_name,
-            inside_task=inside_task,
-            on_progress=progress.gate,
+            client=self.hooks.client,
+            run_programs=self.hooks.run_programs,
+            served_base_name=self.hooks.served_base_name,
+            inside_task=self.inside_task,
+            on_progress=self.progress.gate,
         )
-        lease.check()
-        clock.mark("gate_s")
-        record = gate.record(config)
-        if not gate.decision.promote:
-            with session_scope() as session:
-                versions.set_status(
-                    session,
-                    adapter_id,
-                    AdapterStatus.REJECTED,
-                    gate.decision.reason,
-                    only_from=(AdapterStatus.EVALUATING,),
-                )
-                _merge_metrics(session, adapter_id, gate=record, timings=clock.marks)
-            _finish(run_id, TrainingRunStatus.REJECTED, gate=record)
-            return Outcome(run_id, TrainingRunStatus.REJECTED, gate.decision.reason)
+        self.lease.check()
+        self.clock.mark("gate_s")
+        return gate
+
+    def reject(self, adapter_id: int, gate) -> Outcome:
+        record = gate.record(self.config)
+        with session_scope() as session:
+            versions.set_status(
+                session,
+                adapter_id,
+                AdapterStatus.REJECTED,
+                gate.decision.reason,
+                only_from=(AdapterStatus.EVALUATING,),
+            )
+            _merge_metrics(session, adapter_id, gate=record, timings=self.clock.marks)
+        _finish(self.run_id, TrainingRunStatus.REJECTED, gate=record)
+        return Outcome(self.run_id, TrainingRunStatus.REJECTED, gate.decision.reason)
+
+    def promote(self, adapter_id: int, gate) -> Outcome:
+        """Phase 6: mark the version ready and ask the student to hot-swap it in."""
+        run_id = self.run_id
+        record = gate.record(self.config)
         with session_scope() as session:
             versions.set_status(
                 session,
@@ -393,35 +493,32 @@ def _locked(
             )
             _merge_metrics(session, adapter_id, gate=record)
             session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(gate=record))
-        progress.phase(TrainingPhase.PROMOTING)
-        _phase(hooks, "promoting", run_id)
-        reply = versions.request_promotion(
-            adapter_id,
-            f"training run {run_id}: {gate.decision.reason}",
-            config.promote_timeout_s,
-            inside_task=inside_task,
-        )
-        clock.mark("promote_s")
+        self.progress.phase(TrainingPhase.PROMOTING)
+        _phase(self.hooks, "promoting", run_id)
+        try:
+            reply = versions.promote_after_gate(
+                adapter_id,
+                f"training run {run_id}: {gate.decision.reason}",
+                self.config.promote_timeout_s,
+                inside_task=self.inside_task,
+            )
+        except Conflict as exc:
+            # The registry's policy refused it (its files changed since the gate): the version
+            # is failed, as the hot-swap would have failed it.
+            with session_scope() as session:
+                mark_failed(session, adapter_id, exc.message)
+            error = f"the promotion was refused: {exc.message}"
+            _finish(run_id, TrainingRunStatus.FAILED, error=error)
+            return Outcome(run_id, TrainingRunStatus.FAILED, error)
+        self.clock.mark("promote_s")
         with session_scope() as session:
-            _merge_metrics(session, adapter_id, timings=clock.marks)
+            _merge_metrics(session, adapter_id, timings=self.clock.marks)
         if reply.promoted:
             _finish(run_id, TrainingRunStatus.PROMOTED)
             return Outcome(run_id, TrainingRunStatus.PROMOTED, reply.detail)
         error = f"the student refused the promotion: {reply.detail}"
         _finish(run_id, TrainingRunStatus.FAILED, error=error)
         return Outcome(run_id, TrainingRunStatus.FAILED, error)
-    except Exception as exc:  # noqa: BLE001 - every failure ends the run with its reason
-        error = exc.message if isinstance(exc, PersdError) else f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, PersdError):
-            log.exception("training run %s failed", run_id)
-        # A run that died in training keeps the curve it got that far (the heartbeat's copy).
-        extra = {} if trained else {"loss_curve": progress.snapshot()}
-        _finish(run_id, TrainingRunStatus.FAILED, error=error, **extra)
-        return Outcome(run_id, TrainingRunStatus.FAILED, error)
-    finally:
-        progress.stop()
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _phase(hooks: Hooks, phase: str, run_id: int) -> None:

@@ -1,5 +1,6 @@
 """The trainer's side of the adapter registry: registering versions, their gate statuses,
-listing, promotion and rollback.
+listing, promotion and rollback. What may be promoted, the rollback target and the promotion
+message are ``shared.registry``'s policy, shared with the API and the dashboard.
 
 The ``active`` alias is never moved here. It moves in one function (``shared.registry.set_alias``)
 called by the student's ``student.promote`` task once the version is loaded and answered a canary
@@ -27,16 +28,17 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from services.trainer.artifacts import CorruptArtifact, verify
 from shared.enums import AdapterStatus
-from shared.errors import Conflict, InvalidInput, NotFound
 from shared.events import publish_after_commit
 from shared.models import Adapter
-from shared.registry import get_active, get_adapter
-from shared.schemas.messages import PromoteReply, PromoteRequest
-
-# Versions an operator may roll back to: they passed the gate (ready) or served before (retired).
-ROLLBACK_TARGETS = frozenset({AdapterStatus.READY, AdapterStatus.RETIRED})
+from shared.registry import (
+    check_promotable,
+    get_active,
+    get_adapter,
+    rollback_target,
+    send_promotion,
+)
+from shared.schemas.messages import PromoteReply
 
 
 def version_name(run_id: int, digest: str) -> str:
@@ -98,72 +100,28 @@ def list_versions(session: Session) -> list[Adapter]:
     return list(session.execute(select(Adapter).order_by(Adapter.id)).scalars())
 
 
-def rollback_target(session: Session, ref: int | str | None) -> Adapter:
-    """The version a rollback promotes: ``ref`` if given, else the newest ready or retired
-    version older than the active one."""
-    active = get_active(session)
-    if ref is not None:
-        target = get_adapter(session, ref)
-        if active is not None and target.id == active.id:
-            raise Conflict(f"adapter {target.id} ({target.name}) is already active")
-        if target.status not in ROLLBACK_TARGETS:
-            raise Conflict(
-                f"cannot roll back to adapter {target.id} ({target.name}): it is"
-                f" {target.status.value}; only ready or retired versions can be restored"
-            )
-        return target
-    if active is None:
-        raise Conflict("no adapter is active, so there is nothing to roll back from")
-    target = session.execute(
-        select(Adapter)
-        .where(Adapter.id < active.id, Adapter.status.in_(list(ROLLBACK_TARGETS)))
-        .order_by(Adapter.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    if target is None:
-        raise NotFound(
-            f"no ready or retired version older than the active adapter {active.id}"
-            f" ({active.name}) to roll back to"
-        )
-    return target
-
-
-def check_promotable(adapter: Adapter) -> None:
-    """Refuse early, with the reason, what the student's hot-swap would refuse anyway."""
-    if adapter.status == AdapterStatus.EXPERIMENT:
-        raise Conflict(
-            f"adapter {adapter.id} ({adapter.name}) was trained by an experiment to be measured;"
-            " experiment versions are never promoted (train one with `persd train`)"
-        )
-    if adapter.status in (AdapterStatus.REJECTED, AdapterStatus.TRAINING):
-        raise Conflict(
-            f"adapter {adapter.id} ({adapter.name}) is {adapter.status.value} and cannot be"
-            " promoted"
-        )
-    if adapter.status == AdapterStatus.EVALUATING:
-        raise Conflict(
-            f"adapter {adapter.id} ({adapter.name}) is still being evaluated by its training run"
-        )
-    try:
-        verify(adapter.artifact_path, adapter.content_hash)
-    except CorruptArtifact as exc:
-        raise InvalidInput(f"adapter {adapter.id} ({adapter.name}): {exc.message}") from None
-
-
 def request_promotion(
     adapter_id: int, reason: str, timeout_s: float, *, inside_task: bool = False
 ) -> PromoteReply:
-    """Send ``student.promote`` and wait for its typed reply."""
-    from shared.queues import STUDENT_PROMOTE
-
-    sent = STUDENT_PROMOTE.send(PromoteRequest(adapter_id=adapter_id, reason=reason[:500]))
+    """Send ``student.promote`` (shared.registry's message) and wait for its typed reply."""
     # Waiting inside a trainer task is safe: the promotion runs on another queue and worker.
-    raw = sent.result.get(timeout=timeout_s, disable_sync_subtasks=not inside_task)
-    return PromoteReply.model_validate(raw)
+    return send_promotion(adapter_id, reason, timeout_s).get(timeout_s, inside_task=inside_task)
+
+
+def promote_after_gate(
+    adapter_id: int, reason: str, timeout_s: float, *, inside_task: bool = False
+) -> PromoteReply:
+    """The trainer's promotion of the version its gate passed: the same policy as an operator's
+    (the version is ``ready`` and its files match its hash), checked on the row as it is now."""
+    from shared.db import session_scope
+
+    with session_scope() as session:
+        check_promotable(get_adapter(session, adapter_id))
+    return request_promotion(adapter_id, reason, timeout_s, inside_task=inside_task)
 
 
 def promote(ref: int | str, *, reason: str, timeout_s: float) -> PromoteReply:
-    """Operator promotion of a version (the CLI and the API)."""
+    """Operator promotion of a version (the CLI), under shared.registry's policy."""
     from shared.db import session_scope
 
     with session_scope() as session:

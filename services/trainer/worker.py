@@ -1,6 +1,6 @@
 """Celery entry point of the trainer service: `celery -A services.trainer.worker worker -Q train`.
 
-The trainer worker runs a solo pool (services/workers_cli.py): training happens in the worker's own
+The trainer worker runs a solo pool (services/cli/workers.py): training happens in the worker's own
 process, one run at a time, on the ``train`` queue only, so it never competes with the student's
 or the API's processes for a worker slot. Heavy imports (torch, peft) happen inside the run.
 """

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.api.serving.adapters import rollback_target
 from shared.db import session_scope
 from shared.enums import AdapterStatus, TrainingRunStatus
 from shared.errors import Conflict
+from shared.registry import artifact_hash, rollback_target
 from tests.api import factories as f
 from tests.api.conftest import bearer
 
@@ -50,20 +50,20 @@ def test_list_adapters_with_aliases_and_gate_figures(api, keys) -> None:
         (
             AdapterStatus.TRAINING,
             None,
-            "adapter version 1 is still training; only ready, evaluating, active or retired"
-            " versions can be promoted",
+            "adapter 1 (v1) is still training; only ready, retired or active versions can be"
+            " promoted",
         ),
         (
             AdapterStatus.REJECTED,
             "pass@1 fell",
-            "adapter version 1 was rejected by the gate (pass@1 fell); only ready, evaluating,"
-            " active or retired versions can be promoted",
+            "adapter 1 (v1) was rejected by the gate (pass@1 fell); only ready, retired or active"
+            " versions can be promoted",
         ),
         (
             AdapterStatus.FAILED,
             "canary produced nothing",
-            "adapter version 1 failed (canary produced nothing); only ready, evaluating, active or"
-            " retired versions can be promoted",
+            "adapter 1 (v1) failed (canary produced nothing); only ready, retired or active"
+            " versions can be promoted",
         ),
     ],
 )
@@ -114,13 +114,16 @@ def test_promote_body_is_validated(api, keys) -> None:
 
 
 def test_promotion_times_out_with_504_and_the_request_expires(
-    api, keys, published, api_env
+    api, keys, published, api_env, tmp_path
 ) -> None:
     # No student can answer within a millisecond; the message carries the same expiry, so a
     # worker that picks it up later discards it instead of swapping behind the client's back.
     api_env(API_PROMOTE_TIMEOUT_S="0.001")
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"weights")
     with session_scope() as s:
-        f.adapter(s, "v1", AdapterStatus.READY)
+        f.adapter(
+            s, "v1", AdapterStatus.READY, path=str(tmp_path), content_hash=artifact_hash(tmp_path)
+        )
     r = api.post("/v1/adapters/1/promote", json={"reason": "t"}, headers=bearer(keys["admin"]))
     assert r.status_code == 504
     assert r.json() == {
@@ -145,8 +148,8 @@ def test_rollback_target_is_the_latest_earlier_ready_or_retired_version(db) -> N
         f.adapter(s, "v5", AdapterStatus.READY)  # later than the active one: not a rollback
         f.alias(s, v4.id)
     with session_scope() as s:
-        assert rollback_target(s, None) == v2.id
-        assert rollback_target(s, v1.id) == v1.id
+        assert rollback_target(s, None).id == v2.id
+        assert rollback_target(s, v1.id).id == v1.id
 
 
 def test_rollback_conflicts(api, keys) -> None:
@@ -163,20 +166,23 @@ def test_rollback_conflicts(api, keys) -> None:
     r = api.post("/v1/adapters/rollback", json={}, headers=h)
     assert r.status_code == 409
     assert r.json()["error"]["message"] == (
-        f"no version before the active version {v2.id} is ready or retired to roll back to;"
-        ' name one with {"version": N}'
+        f"no ready or retired version older than the active adapter {v2.id} (v2) to roll back"
+        " to; name one"
     )
     r = api.post("/v1/adapters/rollback", json={"version": v2.id}, headers=h)
     assert r.status_code == 409
     assert r.json()["error"]["message"] == (
-        f"adapter version {v2.id} is the active one; roll back to another"
+        f"adapter {v2.id} (v2) is the active one; roll back to another"
     )
     r = api.post("/v1/adapters/rollback", json={"version": 1}, headers=h)
     assert r.status_code == 409
-    assert r.json()["error"]["message"].startswith("adapter version 1 was rejected by the gate")
+    assert r.json()["error"]["message"] == (
+        "cannot roll back to adapter 1 (v1): it is rejected; only ready or retired versions can"
+        " be restored"
+    )
     r = api.post("/v1/adapters/rollback", json={"version": 99}, headers=h)
     assert r.status_code == 404
-    assert r.json()["error"]["message"] == "adapter version 99 does not exist"
+    assert r.json()["error"]["message"] == "adapter 99 does not exist"
 
 
 def test_rollback_direct_helper_refuses_without_active(db) -> None:

@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from services import demo
+from services.cli import demo
 from shared.db import session_scope
 from shared.enums import TrainingPhase, TrainingRunStatus
 from shared.models import TrainingRun

@@ -134,3 +134,28 @@ def test_the_judges_tamper_and_forgery_records_flag_forgery() -> None:
     closed = verdict.assemble(TESTS, transcript(records(HONEST[0])),
                               {"kind": "exit", "code": verdict.CHANNEL_LOST}, LIMITS)  # fmt: skip
     assert closed["forgery"] == verdict.TAMPERING
+
+
+def test_the_sandbox_constants_are_the_hosts_enums() -> None:
+    # The sandbox side imports only the standard library, so it spells the outcomes out; the host
+    # parses them into shared.enums. The two lists must not drift apart.
+    from shared.enums import ExecutionOutcome, Forgery
+
+    names = [o.name for o in ExecutionOutcome] + ["NOT_RUN"]
+    sandbox = {n: getattr(verdict, n) for n in names}
+    assert {n: v for n, v in sandbox.items() if n != "NOT_RUN"} == {
+        o.name: o.value for o in ExecutionOutcome
+    }
+    # Every status a test can report is an outcome; sandbox_error is the host's alone.
+    assert {o.value for o in ExecutionOutcome} - {verdict.SANDBOX_ERROR} == verdict.STATUSES
+    assert {verdict.NON_DATA, verdict.TAMPERING} == {f.value for f in Forgery}
+
+
+def test_the_harness_constants_are_the_hosts_test_statuses() -> None:
+    from services.executor.sandbox import harness
+    from services.executor.schemas import TestStatus
+    from shared.enums import ExecutionOutcome
+
+    for status in TestStatus:
+        assert getattr(harness, status.name) == getattr(verdict, status.name) == status.value
+    assert ExecutionOutcome.SYNTAX_ERROR.value == harness.SYNTAX_ERROR

@@ -119,11 +119,11 @@ def test_experiment_versions_are_never_promoted_by_any_path(db) -> None:
         version_id = version.id
         with pytest.raises(Conflict, match="experiment versions are never promoted"):
             versions.check_promotable(version)
-        with pytest.raises(Conflict, match="only .* versions can become active"):
+        with pytest.raises(Conflict, match="only .* versions can be promoted"):
             set_alias(s, AdapterAlias.ACTIVE, version_id)
     with pytest.raises(Conflict, match="never promoted"):
         versions.promote(version_id, reason="try", timeout_s=1)
-    with pytest.raises(Conflict, match="is experiment; only"):
+    with pytest.raises(Conflict, match="experiment versions are never promoted"):
         # The student's own hot-swap refuses it before touching any replica.
         hotswap.promote(version_id, VllmClient(["http://127.0.0.1:9"]), StudentSettings())
     with pytest.raises(Conflict, match="cannot roll back"):

@@ -71,10 +71,8 @@ def test_unfinished_or_rejected_versions_cannot_become_active(db, status) -> Non
     v = _adapter("v", status)
     with pytest.raises(Conflict) as err, session_scope() as s:
         set_alias(s, AdapterAlias.ACTIVE, v)
-    assert err.value.message == (
-        f"adapter 1 is {status.value}; only active, evaluating, failed, ready, retired versions"
-        " can become active"
-    )
+    assert err.value.message.startswith("adapter 1 (v) ")
+    assert err.value.message.endswith("; only ready, retired or active versions can be promoted")
     with session_scope() as s:
         assert get_active(s) is None
 

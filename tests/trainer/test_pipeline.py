@@ -181,7 +181,9 @@ def test_versions_are_trained_gated_promoted_rejected_and_rolled_back(
     assert answers(stack, SET_A + SET_B) == v1_answers
     with pytest.raises(Conflict) as err:
         versions.promote(bad.id, reason="force", timeout_s=30)
-    assert err.value.message == f"adapter {bad.id} ({bad.name}) is rejected and cannot be promoted"
+    assert err.value.message.startswith(
+        f"adapter {bad.id} ({bad.name}) was rejected by the gate ({out.detail}); only ready,"
+    )
 
     assert persd(["adapters", "list", "--json"]) == 0
     listed = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
@@ -217,15 +219,14 @@ def test_a_corrupt_artifact_is_never_promoted(stack, make_config, when) -> None:
         assert run.error.startswith(f"adapter artifact {adapter.artifact_path} is corrupt")
         assert run.gate == {}
     else:
-        # It passed the gate intact; the hot-swap re-checks the hash and refuses it.
+        # It passed the gate intact; the registry's policy re-checks the hash before anything
+        # is sent to the student, and refuses it.
         assert run.gate["promote"] is True
         assert run.error.startswith(
-            "the student refused the promotion: adapter directory"
-            f" {adapter.artifact_path} does not match its registered content hash"
+            f"the promotion was refused: adapter {adapter.id} ({adapter.name}): its files no"
+            " longer match the content hash recorded at registration"
         )
-    assert adapter.status_reason.endswith(
-        run.error.removeprefix("the student refused the promotion: ")
-    )
+    assert adapter.status_reason.endswith(run.error.removeprefix("the promotion was refused: "))
 
 
 def test_a_trainer_killed_mid_run_is_recovered_and_beat_starts_the_next_run(

@@ -12,7 +12,7 @@ from services.trainer.artifacts import content_hash
 from services.trainer.versions import check_promotable, register, rollback_target, set_status
 from shared.db import session_scope
 from shared.enums import AdapterAlias, AdapterStatus, TrainingRunStatus
-from shared.errors import Conflict, InvalidInput, NotFound
+from shared.errors import Conflict, NotFound
 from shared.models import Adapter, AdapterAliasRow, TrainingRun
 from shared.models.base import utcnow
 
@@ -86,7 +86,7 @@ def test_rollback_goes_to_the_newest_earlier_ready_or_retired_version(db, tmp_pa
         )
         with pytest.raises(Conflict) as err:
             rollback_target(s, v4)
-        assert err.value.message == f"adapter {v4} (v4) is already active"
+        assert err.value.message == f"adapter {v4} (v4) is the active one; roll back to another"
         with pytest.raises(NotFound) as err:
             rollback_target(s, "v9")
         assert err.value.message == "adapter 'v9' does not exist"
@@ -98,10 +98,11 @@ def test_rollback_needs_an_active_version_and_an_earlier_one(db, tmp_path) -> No
     assert err.value.message == "no adapter is active, so there is nothing to roll back from"
     v1 = _version(tmp_path, "v1", AdapterStatus.ACTIVE)
     _activate(v1)
-    with session_scope() as s, pytest.raises(NotFound) as err:
-        rollback_target(s, None)
+    with session_scope() as s, pytest.raises(Conflict) as err:
+        rollback_target(s, None)  # 409 like the API's (it was NotFound here before)
     assert err.value.message == (
-        f"no ready or retired version older than the active adapter {v1} (v1) to roll back to"
+        f"no ready or retired version older than the active adapter {v1} (v1) to roll back to;"
+        " name one"
     )
 
 
@@ -113,20 +114,24 @@ def test_a_corrupt_or_unfinished_version_is_refused_before_promotion(db, tmp_pat
     (tmp_path / "bad" / "adapter_model.safetensors").write_bytes(b"tampered")
     with session_scope() as s:
         check_promotable(s.get(Adapter, ok))
-        with pytest.raises(InvalidInput) as err:
+        with pytest.raises(Conflict) as err:
             check_promotable(s.get(Adapter, bad))
         assert err.value.message.startswith(
-            f"adapter {bad} (bad): adapter artifact {tmp_path / 'bad'} is corrupt: content hash"
+            f"adapter {bad} (bad): its files no longer match the content hash recorded"
         )
         with pytest.raises(Conflict) as err:
             check_promotable(s.get(Adapter, evaluating))
         assert (
             err.value.message
-            == f"adapter {evaluating} (ev) is still being evaluated by its training run"
+            == f"adapter {evaluating} (ev) is still being evaluated by its gate; only ready,"
+            " retired or active versions can be promoted"
         )
         with pytest.raises(Conflict) as err:
             check_promotable(s.get(Adapter, rejected))
-        assert err.value.message == f"adapter {rejected} (rej) is rejected and cannot be promoted"
+        assert err.value.message == (
+            f"adapter {rejected} (rej) was rejected by the gate; only ready, retired or active"
+            " versions can be promoted"
+        )
 
 
 def _running(lease_delta_s: float, adapter_id: int | None = None) -> int:

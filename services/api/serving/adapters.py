@@ -16,25 +16,11 @@ from services.api.protocol.adapters import AdapterOut, PromoteResult, TrainingRu
 from services.api.protocol.common import Page
 from services.api.serving.pagination import page_of, paginate
 from shared.db import session_scope
-from shared.enums import AdapterStatus, TrainingRunStatus
+from shared.enums import TrainingRunStatus
 from shared.errors import Conflict, NotFound, PersdError
 from shared.models import Adapter, AdapterAliasRow, TrainingRun
-from shared.queues import STUDENT_PROMOTE
-from shared.registry import get_active
-from shared.schemas.messages import PromoteRequest
+from shared.registry import check_promotable, get_active, rollback_target, send_promotion
 from shared.schemas.progress import TrainingProgress
-
-# Refused before anything is sent to the student: a version without finished weights, one the
-# gate rejected, and one that failed (to load or to answer the canary). An evaluating version may
-# be promoted by hand, ahead of the gate, as shared.registry allows.
-NOT_PROMOTABLE = {
-    AdapterStatus.TRAINING: "is still training",
-    AdapterStatus.REJECTED: "was rejected by the gate",
-    AdapterStatus.FAILED: "failed",
-    AdapterStatus.EXPERIMENT: "was trained by an experiment to be measured, never to serve",
-}
-# A rollback goes back to a version that served before (retired) or passed the gate (ready).
-ROLLBACK_TARGETS = (AdapterStatus.RETIRED, AdapterStatus.READY)
 
 
 def list_adapters(session: Session) -> list[AdapterOut]:
@@ -71,50 +57,13 @@ def active_version(session: Session) -> int | None:
     return active.id if active is not None else None
 
 
-def check_promotable(session: Session, version: int) -> Adapter:
-    adapter = session.get(Adapter, version)
-    if adapter is None:
-        raise NotFound(f"adapter version {version} does not exist")
-    if adapter.status in NOT_PROMOTABLE:
-        reason = f" ({adapter.status_reason})" if adapter.status_reason else ""
-        raise Conflict(
-            f"adapter version {version} {NOT_PROMOTABLE[adapter.status]}{reason}; only ready,"
-            " evaluating, active or retired versions can be promoted"
-        )
-    return adapter
-
-
-def rollback_target(session: Session, version: int | None) -> int:
-    current = active_version(session)
-    if version is not None:
-        if version == current:
-            raise Conflict(f"adapter version {version} is the active one; roll back to another")
-        return check_promotable(session, version).id
-    if current is None:
-        raise Conflict("no adapter is active, so there is nothing to roll back from")
-    target = session.execute(
-        select(Adapter.id)
-        .where(Adapter.id < current, Adapter.status.in_(ROLLBACK_TARGETS))
-        .order_by(Adapter.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    if target is None:
-        raise Conflict(
-            f"no version before the active version {current} is ready or retired to roll back to;"
-            ' name one with {"version": N}'
-        )
-    return target
-
-
 def request_promotion(version: int, reason: str, timeout_s: float) -> PromoteResult:
     """Ask the student service to make ``version`` active and wait for its answer.
 
-    The message expires when the wait does: a worker that picks it up after the client was told
-    504 drops it rather than swapping adapters behind the client's back.
+    The message (shared.registry.send_promotion) expires when the wait does: a worker that picks
+    it up after the client was told 504 drops it rather than swapping adapters behind its back.
     """
-    result = STUDENT_PROMOTE.send(
-        PromoteRequest(adapter_id=version, reason=reason), expires=timeout_s
-    )
+    result = send_promotion(version, reason, timeout_s)
     try:
         reply = result.get(timeout=timeout_s)
     except celery.exceptions.TimeoutError:
@@ -143,8 +92,9 @@ def request_promotion(version: int, reason: str, timeout_s: float) -> PromoteRes
 
 def promote(version: int, reason: str, timeout_s: float) -> PromoteResult:
     with session_scope() as session:
-        check_promotable(session, version)
         current = active_version(session)
+        if current != version:
+            check_promotable(_version(session, version))
     if current == version:
         # Promoting the active version is a retry of a promotion that already happened.
         return PromoteResult(
@@ -159,7 +109,16 @@ def promote(version: int, reason: str, timeout_s: float) -> PromoteResult:
 def rollback(version: int | None, reason: str, timeout_s: float) -> PromoteResult:
     with session_scope() as session:
         target = rollback_target(session, version)
-    return request_promotion(target, reason or "rollback", timeout_s)
+        check_promotable(target)
+        target_id = target.id
+    return request_promotion(target_id, reason or "rollback", timeout_s)
+
+
+def _version(session: Session, version: int) -> Adapter:
+    adapter = session.get(Adapter, version)
+    if adapter is None:
+        raise NotFound(f"adapter version {version} does not exist")
+    return adapter
 
 
 def list_training_runs(

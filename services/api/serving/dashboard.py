@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from services.api.protocol.stats import Stats
+from shared.enums import AdapterStatus
+from shared.registry import PROMOTABLE
 
-# Versions the adapters page offers a Promote button for; the API accepts evaluating ones too,
-# but the page leaves overriding the gate to a deliberate API call.
-PROMOTABLE_STATUSES = frozenset({"ready", "retired"})
+# Versions the adapters page offers a Promote button for: shared.registry's policy (the active
+# one is left out: promoting it again is a no-op).
+PROMOTABLE_STATUSES = frozenset(s.value for s in PROMOTABLE - {AdapterStatus.ACTIVE})
 
 
 def pass_rate_series(stats: Stats) -> list[dict[str, Any]]:

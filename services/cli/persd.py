@@ -12,9 +12,9 @@ from shared.errors import PersdError
 
 # Service modules that contribute subcommands through a register(subparsers) function.
 COMMAND_MODULES = [
-    "services.workers_cli",
-    "services.stack_cli",
-    "services.demo",
+    "services.cli.workers",
+    "services.cli.stack",
+    "services.cli.demo",
     "services.executor.cli",
     "services.student.cli",
     "services.teacher.cli",
