@@ -65,15 +65,14 @@ def test_promote_then_rollback_through_the_student(
     assert "api-test-v1" in _served(vllm_server)
 
 
-def test_a_version_the_student_refuses_is_409_with_its_reason(
-    api, keys, student, lora_dir, tmp_path
+def test_a_version_whose_files_changed_is_409_before_the_student_is_asked(
+    api, keys, student, lora_dir, tmp_path, vllm_server
 ) -> None:
     changed = tmp_path / "changed"
     shutil.copytree(lora_dir, changed)
     with session_scope() as s:
         bad = _register(s, "api-test-tampered", changed)
-        registered = bad.content_hash
-        bad_id = bad.id
+        registered, bad_id, status = bad.content_hash, bad.id, bad.status
     (changed / "adapter_config.json").write_text(
         (changed / "adapter_config.json").read_text() + "\n"
     )
@@ -81,10 +80,10 @@ def test_a_version_the_student_refuses_is_409_with_its_reason(
     assert r.status_code == 409
     assert r.json()["error"] == {
         "code": "conflict",
-        "message": f"adapter version {bad_id} was not promoted: adapter directory {changed} does"
-        " not match its registered content hash (registered"
-        f" {registered[:16]}..., found {artifact_hash(changed)[:16]}...): the files changed after"
-        " registration",
+        "message": f"adapter {bad_id} (api-test-tampered): its files no longer match the content"
+        f" hash recorded at registration ({registered[:12]}, now {artifact_hash(changed)[:12]})",
     }
+    # The registry's policy refused it: nothing was sent, nothing was loaded, nothing changed.
+    assert "api-test-tampered" not in _served(vllm_server)
     with session_scope() as s:
-        assert s.get(Adapter, bad_id).status == AdapterStatus.FAILED
+        assert s.get(Adapter, bad_id).status == status
