@@ -28,7 +28,9 @@ from services.experiment.pools import LESSON_SUBSETS
 from shared.db import session_scope
 from shared.enums import ExperimentArm
 
-pytestmark = pytest.mark.slow
+# The first test of the package builds the small pretrained student (about 6 minutes on 2 cores,
+# then cached) inside its fixtures, on top of the experiment itself (3 to 7 minutes).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 REDUCED = ["--preset", "small", "--name", "reduced", "--arms", "base,persd", "--seeds", "0"]
 MIN_GAIN = 0.10  # points of step-1 pass@1 / 100, on the held-out tasks with a lesson

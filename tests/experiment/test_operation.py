@@ -20,7 +20,8 @@ from shared.enums import AdapterStatus, ExperimentArm, ExperimentStatus
 from shared.errors import Conflict
 from shared.models import Adapter, Experiment, ExperimentRun, Task
 
-pytestmark = pytest.mark.slow
+# Run alone, the first of these builds the small pretrained student (test_learning.py says why).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 TINY = [
     "--distill-size", "5", "--heldout-size", "4", "--counts", "3", "--seeds", "0",
