@@ -20,6 +20,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
+from shared.clock import REAL, Clock
 from shared.queues import PINGS, Queue, app
 from shared.schemas.messages import Ping
 
@@ -139,20 +140,21 @@ class Cached:
     caller refreshes at a time; the others wait for its answer (:meth:`get`) or take the last
     one while a background refresh runs (:meth:`peek`, for pages that must not wait)."""
 
-    def __init__(self, ttl_s: float = 5.0) -> None:
+    def __init__(self, ttl_s: float = 5.0, clock: Clock = REAL) -> None:
         self.ttl_s = ttl_s
+        self.clock = clock
         self._lock = threading.Lock()
         self._at = -1e9
         self._value: dict[str, WorkerState] | None = None
         self._refreshing = threading.Lock()
 
     def _fresh(self) -> bool:
-        return self._value is not None and time.monotonic() - self._at <= self.ttl_s
+        return self._value is not None and self.clock.monotonic() - self._at <= self.ttl_s
 
     def _refresh(self, deadline_s: float) -> None:
         value = check_workers(deadline_s)
         with self._lock:
-            self._value, self._at = value, time.monotonic()
+            self._value, self._at = value, self.clock.monotonic()
 
     def get(self, deadline_s: float = 3.0) -> dict[str, WorkerState]:
         with self._refreshing:

@@ -1,10 +1,9 @@
 """Test-session fixtures: a private PostgreSQL schema migrated to head, a private Redis key
-prefix, per-test table truncation, and real Celery worker processes."""
+prefix, empty tables and queues per test, and real Celery worker processes."""
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +15,11 @@ env.apply()  # before any persd module reads its settings
 
 import redis  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.exc import OperationalError  # noqa: E402
 
 from shared import db as shared_db  # noqa: E402
 from shared.migrate import upgrade  # noqa: E402
-from shared.models import Base  # noqa: E402
+from tests.support.queues import purge_queues  # noqa: E402
+from tests.support.tables import clear_tables  # noqa: E402
 from tests.support.vllm import VllmServer, tiny_student_path  # noqa: E402
 from tests.support.workers import WorkerPool  # noqa: E402
 
@@ -46,20 +45,10 @@ def pg_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def db(pg_schema: str) -> Iterator[None]:
-    """Each test that uses the database starts from empty tables."""
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    # Worker processes from earlier tests may still be reading these tables; TRUNCATE's
-    # exclusive lock can then deadlock with them, and PostgreSQL aborts one side. Retrying is
-    # the documented answer to a deadlock.
-    for attempt in range(5):
-        try:
-            with shared_db.get_engine().begin() as conn:
-                conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-            break
-        except OperationalError as exc:
-            if getattr(exc.orig, "sqlstate", None) != "40P01" or attempt == 4:
-                raise
-            time.sleep(0.2 * (attempt + 1))
+    """Each test that uses the database starts from empty tables and empty queues, with ids
+    that no earlier test used (see tests/support/tables.py)."""
+    purge_queues()
+    clear_tables()
     yield
 
 

@@ -10,7 +10,6 @@ without a CORS preflight, which is closed by default.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request, Security
@@ -20,6 +19,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from services.api import keys
 from services.api.errors import Forbidden, Unauthorized
 from services.api.settings import get_api_settings
+from shared.clock import REAL, Clock
 from shared.db import session_scope
 from shared.enums import ApiScope
 
@@ -56,7 +56,8 @@ class PrincipalCache:
 
     MAX_ENTRIES = 10_000
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = REAL) -> None:
+        self.clock = clock
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[float, keys.Principal]] = {}
 
@@ -65,7 +66,7 @@ class PrincipalCache:
             return None
         with self._lock:
             entry = self._entries.get(digest)
-        if entry is None or time.monotonic() - entry[0] > ttl_s:
+        if entry is None or self.clock.monotonic() - entry[0] > ttl_s:
             return None
         return entry[1]
 
@@ -73,7 +74,7 @@ class PrincipalCache:
         with self._lock:
             if len(self._entries) >= self.MAX_ENTRIES:
                 self._entries.clear()
-            self._entries[digest] = (time.monotonic(), principal)
+            self._entries[digest] = (self.clock.monotonic(), principal)
 
     def clear(self) -> None:
         with self._lock:

@@ -49,7 +49,8 @@ async def _check_student() -> None:
 _workers: Cached | None = None
 
 
-def _cache() -> Cached:
+def workers_cache() -> Cached:
+    """The process's cache of worker states (a new one when API_READY_CACHE_S changed)."""
     global _workers
     settings = get_api_settings()
     if _workers is None or _workers.ttl_s != settings.ready_cache_s:
@@ -64,7 +65,7 @@ def worker_states(wait: bool = True) -> dict[str, WorkerState]:
     settings = get_api_settings()
     if not settings.ready_worker_kinds:
         return {}
-    cache = _cache()
+    cache = workers_cache()
     states = None if wait else cache.peek(settings.ready_deadline_s)
     if states is None:  # asked to wait, or nobody has asked yet: ask now
         states = cache.get(settings.ready_deadline_s)

@@ -21,6 +21,7 @@ from types import TracebackType
 
 import redis
 
+from shared.clock import REAL, Clock
 from shared.config import get_settings
 from shared.errors import Conflict
 
@@ -77,6 +78,7 @@ class TrainingLease:
         label: str = "trainer",
         client: redis.Redis | None = None,
         on_beat: Callable[[], bool] | None = None,
+        clock: Clock = REAL,
     ) -> None:
         self.lease_ms = int(lease_s * 1000)
         self.interval_s = lease_s / 3
@@ -84,6 +86,7 @@ class TrainingLease:
         self.client = client or redis_client()
         self.key = lock_key()
         self.on_beat = on_beat
+        self.clock = clock
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -102,7 +105,7 @@ class TrainingLease:
         return bool(self._renew(keys=[self.key], args=[self.token, self.lease_ms]))
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self.clock.wait(self._stop, self.interval_s):
             try:
                 if not self.renew():
                     log.error("training lease lost (lock %s no longer ours)", self.key)

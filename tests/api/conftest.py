@@ -98,17 +98,6 @@ def lora_dir(tmp_path_factory: pytest.TempPathFactory, vllm_server) -> Path:
 TEST_ADAPTER_PREFIXES = ("api-test-",)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _no_leftover_messages(pg_schema) -> Iterator[None]:
-    """Submissions here enqueue real student.attempt messages for task ids that the next test's
-    truncation reuses; they must not reach a worker serving another module's tests."""
-    from shared.queues import app
-
-    app.control.purge()
-    yield
-    app.control.purge()
-
-
 @pytest.fixture(scope="module")
 def student(workers, vllm_server) -> Iterator[None]:
     # Restarted so the worker certainly talks to this session's vLLM server; stopped after the

@@ -12,8 +12,8 @@ from shared.db import session_scope
 from shared.enums import AdapterStatus, TrainingRunStatus
 from shared.errors import Conflict
 from shared.registry import artifact_hash, rollback_target
-from tests.api import factories as f
 from tests.api.conftest import bearer
+from tests.support import rows as f
 
 
 def test_list_adapters_with_aliases_and_gate_figures(api, keys) -> None:
@@ -50,29 +50,31 @@ def test_list_adapters_with_aliases_and_gate_figures(api, keys) -> None:
         (
             AdapterStatus.TRAINING,
             None,
-            "adapter 1 (v1) is still training; only ready, retired or active versions can be"
+            "adapter {id} (v1) is still training; only ready, retired or active versions can be"
             " promoted",
         ),
         (
             AdapterStatus.REJECTED,
             "pass@1 fell",
-            "adapter 1 (v1) was rejected by the gate (pass@1 fell); only ready, retired or active"
+            "adapter {id} (v1) was rejected by the gate (pass@1 fell); only ready, retired or active"
             " versions can be promoted",
         ),
         (
             AdapterStatus.FAILED,
             "canary produced nothing",
-            "adapter 1 (v1) failed (canary produced nothing); only ready, retired or active"
+            "adapter {id} (v1) failed (canary produced nothing); only ready, retired or active"
             " versions can be promoted",
         ),
     ],
 )
 def test_promoting_an_unfit_version_is_409(api, keys, published, status, reason, message) -> None:
     with session_scope() as s:
-        f.adapter(s, "v1", status, status_reason=reason)
-    r = api.post("/v1/adapters/1/promote", json={"reason": "try"}, headers=bearer(keys["admin"]))
+        version = f.adapter(s, "v1", status, status_reason=reason).id
+    r = api.post(
+        f"/v1/adapters/{version}/promote", json={"reason": "try"}, headers=bearer(keys["admin"])
+    )
     assert r.status_code == 409
-    assert r.json() == {"error": {"code": "conflict", "message": message}}
+    assert r.json() == {"error": {"code": "conflict", "message": message.format(id=version)}}
     assert published == []  # refused before anything reached the student
 
 
@@ -102,9 +104,9 @@ def test_promoting_the_active_version_again_is_a_no_op(api, keys, published) -> 
 
 def test_promote_body_is_validated(api, keys) -> None:
     with session_scope() as s:
-        f.adapter(s, "v1")
+        version = f.adapter(s, "v1").id
     r = api.post(
-        "/v1/adapters/1/promote", json={"reason": "x" * 501}, headers=bearer(keys["admin"])
+        f"/v1/adapters/{version}/promote", json={"reason": "x" * 501}, headers=bearer(keys["admin"])
     )
     assert r.status_code == 422
     assert r.json()["error"]["message"] == "reason: String should have at most 500 characters"
@@ -121,21 +123,23 @@ def test_promotion_times_out_with_504_and_the_request_expires(
     api_env(API_PROMOTE_TIMEOUT_S="0.001")
     (tmp_path / "adapter_model.safetensors").write_bytes(b"weights")
     with session_scope() as s:
-        f.adapter(
+        version = f.adapter(
             s, "v1", AdapterStatus.READY, path=str(tmp_path), content_hash=artifact_hash(tmp_path)
-        )
-    r = api.post("/v1/adapters/1/promote", json={"reason": "t"}, headers=bearer(keys["admin"]))
+        ).id
+    r = api.post(
+        f"/v1/adapters/{version}/promote", json={"reason": "t"}, headers=bearer(keys["admin"])
+    )
     assert r.status_code == 504
     assert r.json() == {
         "error": {
             "code": "timeout",
             "message": "the student service did not answer within 0.001s; if no worker started"
-            " the promotion of version 1 it was withdrawn, otherwise it may still complete:"
+            f" the promotion of version {version} it was withdrawn, otherwise it may still complete:"
             " check GET /v1/adapters",
         }
     }
     assert [(m["task"], m["args"]) for m in published] == [
-        ("student.promote", [{"adapter_id": 1, "reason": "t"}])
+        ("student.promote", [{"adapter_id": version, "reason": "t"}])
     ]
 
 
@@ -160,7 +164,7 @@ def test_rollback_conflicts(api, keys) -> None:
         "no adapter is active, so there is nothing to roll back from"
     )
     with session_scope() as s:
-        f.adapter(s, "v1", AdapterStatus.REJECTED)
+        v1 = f.adapter(s, "v1", AdapterStatus.REJECTED)
         v2 = f.adapter(s, "v2", AdapterStatus.ACTIVE)
         f.alias(s, v2.id)
     r = api.post("/v1/adapters/rollback", json={}, headers=h)
@@ -174,15 +178,16 @@ def test_rollback_conflicts(api, keys) -> None:
     assert r.json()["error"]["message"] == (
         f"adapter {v2.id} (v2) is the active one; roll back to another"
     )
-    r = api.post("/v1/adapters/rollback", json={"version": 1}, headers=h)
+    r = api.post("/v1/adapters/rollback", json={"version": v1.id}, headers=h)
     assert r.status_code == 409
     assert r.json()["error"]["message"] == (
-        "cannot roll back to adapter 1 (v1): it is rejected; only ready or retired versions can"
+        f"cannot roll back to adapter {v1.id} (v1): it is rejected; only ready or retired versions can"
         " be restored"
     )
-    r = api.post("/v1/adapters/rollback", json={"version": 99}, headers=h)
+    unknown = v2.id + 1
+    r = api.post("/v1/adapters/rollback", json={"version": unknown}, headers=h)
     assert r.status_code == 404
-    assert r.json()["error"]["message"] == "adapter 99 does not exist"
+    assert r.json()["error"]["message"] == f"adapter {unknown} does not exist"
 
 
 def test_rollback_direct_helper_refuses_without_active(db) -> None:

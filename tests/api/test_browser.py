@@ -16,8 +16,8 @@ from shared.db import session_scope
 from shared.enums import AdapterAlias, AdapterStatus, ExecutionOutcome, TaskStatus
 from shared.models import AdapterAliasRow
 from shared.registry import artifact_hash
-from tests.api import factories as f
 from tests.api.conftest import bearer
+from tests.support import rows as f
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(
@@ -103,7 +103,7 @@ def test_overview_updates_live_and_a_refinement_shows_its_diff(page, keys, live_
     page.wait_for_selector("#chart-pass-rate polyline", state="attached")
     assert page.locator("#chart-pass-rate polyline").count() == 2
     legend = page.locator("#chart-pass-rate text").all_text_contents()
-    assert "persd-v1 (v1)" in legend and "persd-v2 (v2)" in legend
+    assert f"persd-v1 (v{seeded['v1']})" in legend and f"persd-v2 (v{seeded['v2']})" in legend
     page.wait_for_function("document.getElementById('live-state').className === 'live on'")
     total_before = page.inner_text("#stat-total")
     assert total_before.endswith("6 in all")

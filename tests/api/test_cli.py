@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from services.api.main import create_app
 from shared.db import session_scope
-from shared.models import Task
-from tests.api import factories as f
+from shared.models import ApiKey, Task
 from tests.api.conftest import bearer
+from tests.support import rows as f
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,8 +36,10 @@ def test_api_key_create_list_revoke(db, api_env) -> None:
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     prefix = key.split("_")[1]
+    with session_scope() as s:
+        key_id = s.scalar(select(ApiKey.id).where(ApiKey.prefix == prefix))
     assert created.stderr.strip() == (
-        "created key 1 'ci bot' with scopes read, submit; it is shown only this once"
+        f"created key {key_id} 'ci bot' with scopes read, submit; it is shown only this once"
     )
     client = TestClient(create_app())
     assert client.get("/v1/tasks", headers=bearer(key)).status_code == 200

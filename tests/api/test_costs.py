@@ -6,8 +6,8 @@ from decimal import Decimal
 
 from shared.db import session_scope
 from shared.enums import ValidationOutcome
-from tests.api import factories as f
 from tests.api.conftest import bearer
+from tests.support import rows as f
 
 
 def test_costs_per_refinement_validated_and_in_total(api, keys) -> None:

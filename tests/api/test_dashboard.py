@@ -9,7 +9,7 @@ import pytest
 
 from shared.db import session_scope
 from shared.enums import AdapterStatus, TaskStatus
-from tests.api import factories as f
+from tests.support import rows as f
 
 STATIC = Path(__file__).resolve().parents[2] / "services" / "api" / "static"
 TEMPLATES = Path(__file__).resolve().parents[2] / "services" / "api" / "templates"
@@ -90,12 +90,12 @@ def test_overview_shows_the_figures(api, keys, seeded) -> None:
     r = api.get("/dashboard")
     assert r.status_code == 200
     html = r.text
-    assert '<p class="big" id="stat-active">v1</p>' in html
+    assert f'<p class="big" id="stat-active">v{seeded["v1"]}</p>' in html
     assert '<p class="big" id="stat-spend">$0.0012</p>' in html
     assert '<td data-status="refined">1</td>' in html
     assert '<td data-queue="student">' in html
     series = re.search(r"id=\"chart-pass-rate\"[^>]*data-series='([^']*)'", html)
-    assert series is not None and '"name": "persd-v1 (v1)"' in series.group(1)
+    assert series is not None and f'"name": "persd-v1 (v{seeded["v1"]})"' in series.group(1)
 
 
 def test_refinement_page_shows_the_diff_and_the_feedback(api, keys, seeded) -> None:

@@ -16,8 +16,8 @@ from shared.enums import TrainingPhase, TrainingRunStatus
 from shared.models import TrainingRun
 from shared.models.base import utcnow
 from shared.schemas.progress import TrainingProgress
-from tests.api import factories as f
 from tests.api.conftest import bearer
+from tests.support import rows as f
 
 LINE = re.compile(
     r"^run (\d+) \[[#.]{20}\] +\d+% training step (\d+)/400 · epoch \d+/10 · loss [\d.]+ · "

@@ -9,8 +9,8 @@ import httpx
 
 from services.api.serving.events import format_event
 from shared.events import publish
-from tests.api import factories as f
 from tests.api.conftest import bearer
+from tests.support import rows as f
 
 
 def _next_data(lines: Iterator[str], kind: str | None = None) -> dict:

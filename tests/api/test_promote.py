@@ -17,8 +17,8 @@ from shared.db import session_scope
 from shared.enums import AdapterStatus
 from shared.models import Adapter
 from shared.registry import artifact_hash
-from tests.api import factories as f
 from tests.api.conftest import bearer
+from tests.support import rows as f
 
 pytestmark = pytest.mark.slow
 

@@ -20,9 +20,9 @@ from shared.db import session_scope
 from shared.enums import AdapterStatus
 from shared.errors import Conflict
 from shared.registry import artifact_hash
-from tests.api import factories as f
 from tests.api.conftest import bearer
 from tests.api.test_dashboard import login
+from tests.support import rows as f
 
 SENT, NO_OP, REFUSED = "sent", "no-op", "refused"
 # status -> (API, CLI, dashboard button, trainer)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,8 @@ from services.api import health
 from services.api.main import create_app
 from shared.queues import EXECUTOR_PING
 from shared.schemas.messages import Ping
+from tests.support.clock import FakeClock
+from tests.support.poll import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("student", "executor", "teacher", "trainer")
@@ -58,13 +59,19 @@ def test_every_worker_up_is_ready_and_the_executor_reports_its_slots(
     assert all(states[k].workers >= 1 for k in KINDS)
 
 
-def test_a_stopped_executor_is_named_and_the_answer_is_cached(db, ready_env, all_workers) -> None:
+def test_a_stopped_executor_is_named_and_the_answer_is_cached(
+    db, ready_env, all_workers, monkeypatch
+) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(health.workers_cache(), "clock", clock)
     client = TestClient(create_app())
     assert client.get("/readyz").status_code == 200
     all_workers.stop("executor")
     # Within the cache's 2 s the answer stands (a probe polled every second stays cheap) ...
     assert client.get("/readyz").status_code == 200
-    time.sleep(2.2)
+    clock.advance(2)
+    assert client.get("/readyz").status_code == 200
+    clock.advance(0.01)
     # ... then the executor's queue goes unanswered and /readyz names it.
     down = client.get("/readyz")
     assert down.status_code == 503
@@ -84,10 +91,12 @@ def test_a_sandbox_that_refuses_says_why(db, ready_env, all_workers, tmp_path) -
     all_workers.get("executor", env=env)
     try:
         # The new worker answers pings once it consumes its queue; its sandbox state comes with.
-        deadline = time.monotonic() + 30
-        while EXECUTOR_PING.send(Ping(nonce="sandbox?")).get(timeout=10).ready:
-            assert time.monotonic() < deadline, "the executor without bubblewrap says ready"
-            time.sleep(0.5)
+        wait_until(
+            lambda: not EXECUTOR_PING.send(Ping(nonce="sandbox?")).get(timeout=10).ready,
+            30,
+            "the executor without bubblewrap saying it is not ready",
+            interval=0.5,
+        )
         down = TestClient(create_app()).get("/readyz")
         assert down.status_code == 503, down.json()
         why = down.json()["workers"]["executor"]

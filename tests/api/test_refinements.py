@@ -10,8 +10,8 @@ from services.api.serving.diff import side_by_side
 from shared.db import session_scope
 from shared.enums import RejectionReason, TaskStatus, TestSet, ValidationOutcome
 from shared.models import Execution
-from tests.api import factories as f
 from tests.api.conftest import bearer
+from tests.support import rows as f
 
 DAY = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

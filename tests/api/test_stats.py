@@ -11,9 +11,9 @@ from services.api.serving.stats import queue_depths
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.enums import AdapterStatus, ExecutionOutcome, TaskStatus, ValidationOutcome
-from tests.api import factories as f
 from tests.api.conftest import bearer
 from tests.support import env
+from tests.support import rows as f
 
 
 def _hour(dt: datetime) -> datetime:

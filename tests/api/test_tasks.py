@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from shared.db import session_scope
 from shared.enums import ExecutionOutcome, TaskStatus
 from shared.models import Task
-from tests.api import factories as f
 from tests.api.conftest import bearer
+from tests.support import rows as f
 
 
 def _count_tasks() -> int:
@@ -352,15 +352,15 @@ def test_get_task_shows_the_full_timeline(api, keys) -> None:
         )
         second = f.attempt(s, task, step=2, adapter_id=v1.id, outcome=ExecutionOutcome.ERROR)
         ref = f.refinement(s, first)
-        ids = (task.id, first.id, second.id, ref.id)
+        ids = (task.id, first.id, second.id, ref.id, v1.id)
     r = api.get(f"/v1/tasks/{ids[0]}", headers=bearer(keys["read"]))
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "refined"
     assert body["seen_tests"] == f.ASSERTS
     assert [(a["id"], a["step"], a["adapter_id"]) for a in body["attempts"]] == [
-        (ids[1], 1, 1),
-        (ids[2], 2, 1),
+        (ids[1], 1, ids[4]),
+        (ids[2], 2, ids[4]),
     ]
     step1 = body["attempts"][0]
     assert [(e["test_set"], e["outcome"], e["feedback"]) for e in step1["executions"]] == [

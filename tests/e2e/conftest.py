@@ -15,8 +15,8 @@ from services.api.auth import principal_cache
 from services.api.keys import create_key
 from services.api.main import create_app
 from shared.db import session_scope
-from tests.e2e.support import purge_queues, unload_adapters
-from tests.support.vllm import VllmServer
+from tests.support.queues import purge_queues
+from tests.support.vllm import VllmServer, unload_adapters
 from tests.support.workers import WorkerPool, WorkerProcess
 
 
@@ -33,7 +33,6 @@ class Stack:
 
 @pytest.fixture
 def stack(workers: WorkerPool, vllm_server: VllmServer, db) -> Iterator[Stack]:
-    purge_queues()
     unload_adapters(vllm_server.url)
     yield Stack(workers, vllm_server)
     # The next test (or package) gets workers with its own settings and no stale messages.

@@ -9,18 +9,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
 from sqlalchemy import func, select
 
 from services.teacher.identity import split_for, task_key
 from shared.db import session_scope
 from shared.enums import ExampleVariant, Split, TaskStatus, ValidationOutcome
 from shared.models import Refinement, Task, TrainingExample
-from shared.queues import Queue, app
 from shared.status import FINAL
 from tests.trainer.support import SET_A, SET_B, Spec, suite
 
@@ -73,22 +71,6 @@ def reconciler_env(interval_s: float, deadline_s: float) -> dict[str, str]:
     return {"RECONCILER_INTERVAL_S": str(interval_s), "RECONCILER_DEADLINE_S": str(deadline_s)}
 
 
-def purge_queues() -> None:
-    """Queued messages name rows by id, and ids restart at 1 after each test's truncation: drop
-    what a test leaves behind so it cannot act on the next test's rows."""
-    with app.connection_for_write() as conn:
-        for queue in Queue:
-            conn.default_channel.queue_purge(queue.value)
-
-
-def unload_adapters(vllm_url: str) -> None:
-    data = httpx.get(f"{vllm_url}/v1/models", timeout=10).json()["data"]
-    for name in [m["id"] for m in data if m.get("parent")]:
-        httpx.post(
-            f"{vllm_url}/v1/unload_lora_adapter", json={"lora_name": name}, timeout=10
-        ).raise_for_status()
-
-
 class Beat:
     """``persd beat``, the production command, as a process of its own."""
 
@@ -117,27 +99,6 @@ class Beat:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=20)
         self._log.close()
-
-
-T = TypeVar("T")
-
-
-def wait_until(
-    predicate: Callable[[], T],
-    timeout: float,
-    what: str,
-    diagnose: Callable[[], str] = str,
-    interval: float = 0.2,
-) -> T:
-    """Poll until ``predicate`` returns something truthy; fail naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached in {timeout:.0f}s\n{diagnose()}")
-        time.sleep(interval)
 
 
 def statuses(task_ids: Iterable[int]) -> dict[int, TaskStatus]:

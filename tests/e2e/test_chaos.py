@@ -34,9 +34,9 @@ from tests.e2e.support import (
     reconciler_env,
     statuses,
     student_env,
-    wait_until,
 )
 from tests.support.lora import train_memorising_adapter
+from tests.support.poll import wait_until
 from tests.support.vllm import tiny_student_path
 from tests.trainer.support import as_env, fast_settings
 

@@ -31,8 +31,8 @@ from tests.e2e.support import (
     reconciler_env,
     split_of,
     student_env,
-    wait_until,
 )
+from tests.support.poll import wait_until
 from tests.trainer.support import as_env, fast_settings
 
 pytestmark = pytest.mark.slow

@@ -26,8 +26,8 @@ from tests.e2e.support import (
     reconciler_env,
     statuses,
     student_env,
-    wait_until,
 )
+from tests.support.poll import wait_until
 
 pytestmark = pytest.mark.slow
 

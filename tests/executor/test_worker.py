@@ -15,10 +15,10 @@ from shared.db import session_scope
 from shared.enums import ExecutionOutcome as O
 from shared.enums import TestSet
 from shared.errors import MalformedMessage, NotFound
-from shared.models import Attempt, Execution, Refinement, Task
+from shared.models import Attempt, Execution, Refinement
 from shared.queues import EXECUTOR_RUN, app
 from shared.schemas.messages import ExecuteRequest
-from tests.support import env
+from tests.support import env, rows
 
 SEEN = {"format": "asserts", "asserts": ["assert add(1, 2) == 3", "assert add(2, 2) == 5"]}
 HIDDEN = {"format": "check", "check": "def check(candidate):\n    assert candidate(10, 5) == 16\n"}
@@ -27,22 +27,8 @@ WRONG = "def add(a, b):\n    return a + b\n"  # passes test 0, fails test 1 and 
 
 def make_attempt(code: str = WRONG, hidden: dict | None = HIDDEN, seen: dict = SEEN) -> int:
     with session_scope() as s:
-        task = Task(
-            description="Add two numbers.",
-            header="def add(a, b):",
-            entry_point="add",
-            seen_tests=seen,
-            hidden_tests=hidden,
-        )
-        s.add(task)
-        s.flush()
-        attempt = Attempt(
-            task_id=task.id, step=1, model_name="tiny", prompt="p", completion=code, code=code,
-            sampling={}, latency_ms=1.0, prompt_tokens=1, completion_tokens=1,
-        )  # fmt: skip
-        s.add(attempt)
-        s.flush()
-        return attempt.id
+        task = rows.task(s, description="Add two numbers.", seen_tests=seen, hidden_tests=hidden)
+        return rows.attempt(s, task, code=code, outcome=None).id
 
 
 def executions(subject: str, subject_id: int) -> dict[TestSet, Execution]:
@@ -62,23 +48,17 @@ def queued(queue: str) -> list[tuple[str, list]]:
     return out
 
 
-def owner_listening(workers, service: str) -> bool:
-    # When the whole suite runs, another service's real worker may already consume the notice.
-    worker = workers._running.get(service)
-    return worker is not None and worker.proc.poll() is None
-
-
 @pytest.fixture
 def executor(workers, db):
-    # Notices left on this session's owner queues by earlier tests (nobody consumes them here).
-    r = redis.Redis.from_url(env.REDIS_URL)
-    for service, queue in (("student", "student"), ("teacher", "teacher")):
-        if not owner_listening(workers, service):
-            r.delete(f"{env.REDIS_PREFIX}{queue}")
+    # The notices the executor sends to the student and the teacher are read off their queues
+    # below, so no worker of theirs (one another test started) may consume them first. ``db``
+    # has emptied the queues.
+    workers.stop("student")
+    workers.stop("teacher")
     return workers.get("executor")
 
 
-def test_attempt_runs_seen_and_hidden_tests_and_notifies_the_student(executor, workers) -> None:
+def test_attempt_runs_seen_and_hidden_tests_and_notifies_the_student(executor) -> None:
     attempt_id = make_attempt()
     reply = EXECUTOR_RUN.send(ExecuteRequest(subject="attempt", subject_id=attempt_id)).get(
         timeout=120
@@ -95,11 +75,10 @@ def test_attempt_runs_seen_and_hidden_tests_and_notifies_the_student(executor, w
     # The hidden run is its own execution; nothing of it is in the seen feedback.
     assert hidden.feedback == "AssertionError\nINPUT: add(10, 5)\nOUTPUT: 15\nEXPECTED: 16"
     assert "10, 5" not in seen.feedback
-    if not owner_listening(workers, "student"):
-        assert queued("student") == [("student.executed", [{"execution_id": seen.id}])]
+    assert queued("student") == [("student.executed", [{"execution_id": seen.id}])]
 
 
-def test_redelivery_reuses_stored_executions(executor, workers) -> None:
+def test_redelivery_reuses_stored_executions(executor) -> None:
     attempt_id = make_attempt()
     request = ExecuteRequest(subject="attempt", subject_id=attempt_id)
     first = EXECUTOR_RUN.send(request).get(timeout=120)
@@ -108,11 +87,8 @@ def test_redelivery_reuses_stored_executions(executor, workers) -> None:
     with session_scope() as s:
         count = len(s.scalars(select(Execution).where(Execution.attempt_id == attempt_id)).all())
     assert count == 2
-    if not owner_listening(workers, "student"):
-        # At-least-once: the owner hears about it again (its handler is idempotent too).
-        assert (
-            queued("student") == [("student.executed", [{"execution_id": first.execution_id}])] * 2
-        )
+    # At-least-once: the owner hears about it again (its handler is idempotent too).
+    assert queued("student") == [("student.executed", [{"execution_id": first.execution_id}])] * 2
 
 
 def test_an_execution_stored_earlier_is_not_run_again(executor) -> None:
@@ -132,7 +108,7 @@ def test_an_execution_stored_earlier_is_not_run_again(executor) -> None:
     assert set(executions("attempt", attempt_id)) == {TestSet.SEEN}
 
 
-def test_refinement_is_validated_and_the_teacher_notified(executor, workers) -> None:
+def test_refinement_is_validated_and_the_teacher_notified(executor) -> None:
     attempt_id = make_attempt()
     fixed = "def add(a, b):\n    return a + b + (a == 2)\n"
     with session_scope() as s:
@@ -152,8 +128,7 @@ def test_refinement_is_validated_and_the_teacher_notified(executor, workers) -> 
     assert rows[TestSet.SEEN].id == reply.execution_id and rows[TestSet.SEEN].feedback == ""
     assert rows[TestSet.HIDDEN].outcome is O.FAILED
     assert executions("attempt", attempt_id) == {}  # the attempt itself was not run
-    if not owner_listening(workers, "teacher"):
-        assert queued("teacher") == [("teacher.validated", [{"execution_id": reply.execution_id}])]
+    assert queued("teacher") == [("teacher.validated", [{"execution_id": reply.execution_id}])]
 
 
 def test_unknown_subject_is_not_found(executor) -> None:

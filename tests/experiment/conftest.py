@@ -13,9 +13,10 @@ import pytest
 
 from services.teacher.settings import get_teacher_settings
 from shared.student_settings import get_student_settings
-from tests.e2e.support import TEACHER_REFERENCE, purge_queues, unload_adapters
+from tests.e2e.support import TEACHER_REFERENCE
 from tests.e2e.support import student_env as student_env_of
-from tests.support.vllm import VllmServer
+from tests.support.queues import purge_queues
+from tests.support.vllm import VllmServer, unload_adapters
 from tests.support.workers import WorkerPool
 
 
@@ -95,7 +96,6 @@ def student_env(student_server: VllmServer, monkeypatch) -> Iterator[dict[str, s
 def stack(
     workers: WorkerPool, student_server: VllmServer, student_env, db, tmp_path
 ) -> Iterator[ExperimentStack]:
-    purge_queues()
     unload_adapters(student_server.url)
     for service in ("student", "executor", "teacher"):
         workers.restart(service, student_env)

@@ -214,9 +214,9 @@ def test_rest_endpoint_and_dashboard_page(stored) -> None:
     detail = api.get(f"/v1/experiments/{stored}", headers=auth)
     assert detail.status_code == 200
     assert detail.json()["points"][-1]["pass_at_1"][0]["mean"] == pytest.approx(0.7)
-    missing = api.get("/v1/experiments/999", headers=auth)
+    missing = api.get(f"/v1/experiments/{stored + 1}", headers=auth)  # ids only grow
     assert missing.status_code == 404
-    assert missing.json()["error"]["message"] == "experiment 999 does not exist"
+    assert missing.json()["error"]["message"] == f"experiment {stored + 1} does not exist"
 
     r = api.post(
         "/dashboard/login",

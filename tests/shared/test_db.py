@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from shared.config import get_settings
 from shared.db import make_engine, session_scope
 from shared.models import Task
-from tests.api import factories as f
+from tests.support import rows as f
 from tests.support.sql import DURABLE, durable_writes, recorded, transactions
 
 

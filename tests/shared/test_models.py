@@ -7,14 +7,11 @@ from shared.db import session_scope
 from shared.enums import AdapterAlias, AdapterStatus, TestSet
 from shared.errors import Conflict
 from shared.models import Adapter, AdapterAliasRow, Execution
-from tests.api import factories as f
+from tests.support import rows as f
 
 
 def _adapter(s, name: str) -> Adapter:
-    a = Adapter(name=name, base_model="tiny", artifact_path=f"/a/{name}", content_hash="0" * 64)
-    s.add(a)
-    s.flush()
-    return a
+    return f.adapter(s, name, AdapterStatus.TRAINING)  # as the trainer first writes it
 
 
 def test_adapter_weights_are_immutable_but_status_moves(db) -> None:

@@ -10,20 +10,12 @@ from shared.enums import TaskStatus as S
 from shared.errors import IllegalTransition, NotFound
 from shared.models import Task
 from shared.status import FINAL, TRANSITIONS, allowed_sources, transition
+from tests.support import rows
 
 
 def _task(status: S = S.QUEUED) -> int:
     with session_scope() as s:
-        task = Task(
-            description="d",
-            header="def f():",
-            entry_point="f",
-            seen_tests={"format": "asserts", "asserts": ["assert f() == 1"]},
-            status=status,
-        )
-        s.add(task)
-        s.flush()
-        return task.id
+        return rows.task(s, status).id
 
 
 def _status(task_id: int) -> S:

@@ -4,7 +4,6 @@ adapters that memorise known answers, and task/adapter rows."""
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,11 +14,11 @@ import pytest
 
 from shared.db import session_scope
 from shared.enums import AdapterStatus
-from shared.models import Adapter, Task
 from shared.prompts import generation_prompt
 from shared.registry import artifact_hash
+from tests.support import rows
 from tests.support.lora import train_memorising_adapter
-from tests.support.vllm import VllmServer, tiny_student_path
+from tests.support.vllm import VllmServer, tiny_student_path, unload_adapters
 
 DESCRIPTION = "Return the sum of a and b."
 HEADER = "def add(a, b):"
@@ -49,16 +48,14 @@ def trained_adapters(tmp_path_factory: pytest.TempPathFactory) -> TrainedAdapter
 def register_adapter(path: Path, label: str, status: AdapterStatus = AdapterStatus.READY) -> int:
     """A registry row for ``path``, as the trainer writes it (unique name, content hash)."""
     with session_scope() as s:
-        adapter = Adapter(
-            name=f"{label}-{uuid.uuid4().hex[:8]}",
-            base_model=str(tiny_student_path()),
-            artifact_path=str(path),
+        return rows.adapter(
+            s,
+            f"{label}-{uuid.uuid4().hex[:8]}",
+            status,
+            path=str(path),
             content_hash=artifact_hash(path),
-            status=status,
-        )
-        s.add(adapter)
-        s.flush()
-        return adapter.id
+            base_model=str(tiny_student_path()),
+        ).id
 
 
 def copy_adapter(src: Path, dst: Path) -> Path:
@@ -75,17 +72,15 @@ def add_task(
     max_steps: int = 3,
 ) -> int:
     with session_scope() as s:
-        task = Task(
+        return rows.task(
+            s,
             description=description,
             header=header,
             entry_point=entry_point,
             seen_tests={"format": "asserts", "asserts": seen or ["assert add(1, 2) == 3"]},
             hidden_tests=({"format": "asserts", "asserts": hidden} if hidden is not None else None),
             max_steps=max_steps,
-        )
-        s.add(task)
-        s.flush()
-        return task.id
+        ).id
 
 
 def loaded_adapters(server: VllmServer) -> set[str]:
@@ -95,26 +90,9 @@ def loaded_adapters(server: VllmServer) -> set[str]:
 
 @pytest.fixture
 def clean_server(db, vllm_server: VllmServer) -> Iterator[VllmServer]:
-    """The session's server with no adapter loaded, so tests do not see each other's.
-
-    Depends on ``db`` so the tables are empty first: an earlier test's task can still be
-    self-repairing in the shared workers, and the router loads the active version again when
-    vLLM has lost it. Once no adapter row exists nothing can name the old version, so what is
-    unloaded stays unloaded; the loop only waits out a load that was already on the wire.
-    """
-    for _ in range(20):
-        names = loaded_adapters(vllm_server)
-        if not names:
-            break
-        for name in names:
-            # Not raise_for_status: a concurrent unload makes this one a 404; the next round
-            # looks again either way.
-            httpx.post(
-                f"{vllm_server.url}/v1/unload_lora_adapter", json={"lora_name": name}, timeout=10
-            )
-        time.sleep(0.5)
-    else:
-        raise AssertionError(f"adapters keep reappearing: {loaded_adapters(vllm_server)}")
+    """The session's server with no adapter loaded, so tests do not see each other's. After
+    ``db`` no queued message and no adapter row is left to make a worker load one again."""
+    unload_adapters(vllm_server.url)
     yield vllm_server
 
 
@@ -136,15 +114,3 @@ def student(workers, _student_env: dict[str, str], clean_server: VllmServer, db)
 def executor(workers, db):
     """The executor service's real worker (the sandbox), for flows that run attempts' code."""
     return workers.get("executor")
-
-
-def wait_for(predicate, timeout: float = 240.0, interval: float = 0.2):
-    """Poll ``predicate`` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met in {timeout}s")
-        time.sleep(interval)

@@ -123,9 +123,10 @@ def test_notices_the_student_does_not_own_are_refused(db) -> None:
         f"execution {hidden} is on the hidden tests; student.executed takes the seen-test"
         " execution (hidden tests never steer)"
     )
+    unknown = hidden + 1  # ids only grow, and this test stores no later execution
     with pytest.raises(NotFound) as err:
-        on_executed(ExecutedNotice(execution_id=999))
-    assert err.value.message == "execution 999 does not exist"
+        on_executed(ExecutedNotice(execution_id=unknown))
+    assert err.value.message == f"execution {unknown} does not exist"
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Attempt)) == 1
         assert s.get(Task, task_id).status == TaskStatus.EXECUTING

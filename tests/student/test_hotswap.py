@@ -26,9 +26,9 @@ from tests.student.conftest import (
     copy_adapter,
     loaded_adapters,
     register_adapter,
-    wait_for,
 )
 from tests.support.lora import train_memorising_adapter
+from tests.support.poll import wait_until
 from tests.support.vllm import free_port, tiny_student_path
 
 CODE_V1 = f"{HEADER}\n{BODY_V1}"
@@ -223,7 +223,7 @@ def test_restarted_server_serves_the_active_adapter_again(student, trained_adapt
     # `persd student-server` itself loads the active version once vLLM is up, so clients that
     # call the adapter by name do not depend on a worker having asked first.
     restored = f"persd student-server: active adapter {name} loaded"
-    assert wait_for(lambda: restored in clean_server.log(), timeout=60)
+    wait_until(lambda: restored in clean_server.log(), 60, "the student server's own load")
 
 
 def test_promotion_reaches_every_replica_before_the_flip(db, trained_adapters, clean_server):

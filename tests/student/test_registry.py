@@ -14,17 +14,12 @@ from shared.registry import (
     mark_failed,
     set_alias,
 )
+from tests.support import rows
 
 
 def _adapter(name: str, status: AdapterStatus = AdapterStatus.READY) -> int:
     with session_scope() as s:
-        a = Adapter(
-            name=name, base_model="m", artifact_path=f"/a/{name}", content_hash="0" * 64,
-            status=status,
-        )  # fmt: skip
-        s.add(a)
-        s.flush()
-        return a.id
+        return rows.adapter(s, name, status).id
 
 
 def _status(adapter_id: int) -> tuple[AdapterStatus, str | None]:
@@ -48,12 +43,12 @@ def test_moving_active_retires_the_previous_version(db) -> None:
         assert get_active(s).id == v2
         assert s.query(AdapterAliasRow).count() == 1
     assert _status(v2) == (AdapterStatus.ACTIVE, None)
-    assert _status(v1) == (AdapterStatus.RETIRED, "replaced by adapter 2")
+    assert _status(v1) == (AdapterStatus.RETIRED, f"replaced by adapter {v2}")
     # Rollback is promoting an earlier version.
     with session_scope() as s:
         assert set_alias(s, AdapterAlias.ACTIVE, v1) == v2
     assert _status(v1) == (AdapterStatus.ACTIVE, None)
-    assert _status(v2) == (AdapterStatus.RETIRED, "replaced by adapter 1")
+    assert _status(v2) == (AdapterStatus.RETIRED, f"replaced by adapter {v1}")
 
 
 def test_candidate_alias_changes_no_status(db) -> None:
@@ -71,7 +66,7 @@ def test_unfinished_or_rejected_versions_cannot_become_active(db, status) -> Non
     v = _adapter("v", status)
     with pytest.raises(Conflict) as err, session_scope() as s:
         set_alias(s, AdapterAlias.ACTIVE, v)
-    assert err.value.message.startswith("adapter 1 (v) ")
+    assert err.value.message.startswith(f"adapter {v} (v) ")
     assert err.value.message.endswith("; only ready, retired or active versions can be promoted")
     with session_scope() as s:
         assert get_active(s) is None

@@ -55,6 +55,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def unload_adapters(vllm_url: str) -> None:
+    """Unload every LoRA adapter the server has loaded, so a test starts from the base model."""
+    data = httpx.get(f"{vllm_url}/v1/models", timeout=10).json()["data"]
+    for name in [m["id"] for m in data if m.get("parent")]:
+        httpx.post(
+            f"{vllm_url}/v1/unload_lora_adapter", json={"lora_name": name}, timeout=10
+        ).raise_for_status()
+
+
 class VllmServer:
     """One vLLM OpenAI-compatible server process with LoRA enabled."""
 

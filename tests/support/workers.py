@@ -31,6 +31,7 @@ class WorkerProcess:
         concurrency: int | None = None,
     ) -> None:
         self.service = service
+        self.env = dict(env or {})
         self.log_path = log_dir / f"worker-{service}-{uuid.uuid4().hex[:6]}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         argv = [
@@ -94,7 +95,12 @@ class WorkerPool:
         self._running: dict[str, WorkerProcess] = {}
 
     def get(self, service: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        """The running worker for ``service`` if it has exactly ``env`` (the settings on top of
+        this process's environment); otherwise a new one with it, stopping the old one."""
         worker = self._running.get(service)
+        if worker is not None and worker.env != (env or {}):
+            self._running.pop(service).stop()
+            worker = None
         if worker is None or worker.proc.poll() is not None:
             worker = WorkerProcess(service, self.log_dir, env)
             worker.wait_ready()

@@ -7,7 +7,6 @@ API, the same sandbox the executor worker uses) and the result stored as the exe
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -21,6 +20,7 @@ from shared.db import session_scope
 from shared.enums import ExecutionOutcome, TaskStatus, TestSet
 from shared.models import Attempt, Execution, Refinement, Task, TrainingExample
 from shared.status import transition
+from tests.support.poll import wait_until
 
 DESCRIPTION = "Return the sum of the squares of the numbers in xs."
 HEADER = "def sum_squares(xs):"
@@ -182,10 +182,14 @@ def execute_refinement(refinement_id: int) -> int:
 
 def wait_status(task_id: int, wanted: set[TaskStatus], timeout: float = 90) -> TaskStatus:
     """Poll until the workers have moved the task to one of ``wanted``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def reached() -> TaskStatus | None:
         status = task_row(task_id).status
-        if status in wanted:
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"task {task_id} stuck in {task_row(task_id).status}")
+        return status if status in wanted else None
+
+    return wait_until(
+        reached,
+        timeout,
+        f"task {task_id} reaching {sorted(wanted)}",
+        lambda: f"task {task_id} is {task_row(task_id).status}",
+    )

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -19,6 +18,12 @@ from services.trainer.lease import (
     lock_key,
     redis_client,
 )
+from tests.support.clock import FakeClock
+from tests.support.poll import wait_until
+
+
+def holder_ttl() -> int:
+    return redis_client().pttl(lock_key())
 
 
 @pytest.fixture(autouse=True)
@@ -42,12 +47,21 @@ def test_one_holder_at_a_time() -> None:
 
 
 def test_heartbeat_keeps_the_lock_past_its_lease() -> None:
+    clock = FakeClock()
     beats = []
-    with TrainingLease(3, on_beat=lambda: beats.append(1) or True) as lease:
-        time.sleep(4.5)  # one and a half leases
+    client = redis_client()
+    with TrainingLease(
+        60, client=client, clock=clock, on_beat=lambda: beats.append(1) or True
+    ) as lease:
+        wait_until(lambda: clock.sleepers, 10, "the heartbeat waiting for its first beat")
+        # In Redis the lease has nearly lapsed; one beat (a third of a lease on) renews it.
+        client.pexpire(lock_key(), 5000)
+        clock.advance(20)
+        wait_until(lambda: beats, 10, "a heartbeat after a third of the lease")
+        assert client.pttl(lock_key()) > 50_000
         assert holder() == lease.token
         lease.check()
-    assert len(beats) >= 3
+    assert clock.waits[0] == 20
 
 
 def test_a_killed_holder_frees_the_lock_after_one_lease() -> None:
@@ -64,15 +78,16 @@ def test_a_killed_holder_frees_the_lock_after_one_lease() -> None:
     try:
         assert proc.stdout.readline().strip() == "held"
         assert holder().startswith("doomed:")
-        time.sleep(2)  # it has renewed by now
+        # A renewal (the lock's time to live goes back up) before the kill.
+        ttls = [holder_ttl()]
+        wait_until(
+            lambda: ttls.append(holder_ttl()) or ttls[-1] > ttls[-2], 10, "a renewal", interval=0.05
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         with pytest.raises(LockBusy):
             TrainingLease(3).acquire()
-        deadline = time.monotonic() + 5
-        while holder() is not None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert holder() is None
+        wait_until(lambda: holder() is None, 5, "the lock freed one lease after its holder died")
         with TrainingLease(3, label="next") as lease:
             assert holder() == lease.token
     finally:
@@ -96,10 +111,14 @@ def test_a_lapsed_holder_cannot_renew_or_release_anothers_lock() -> None:
 
 
 def test_a_lost_lease_stops_the_run_at_its_next_check() -> None:
-    lease = TrainingLease(3, label="x", on_beat=lambda: False)
+    clock = FakeClock()
+    lease = TrainingLease(3, label="x", on_beat=lambda: False, clock=clock)
     lease.acquire()
     try:
-        assert lease.lost.wait(3)
+        assert not lease.lost.is_set()
+        wait_until(lambda: clock.sleepers, 10, "the heartbeat waiting for its first beat")
+        clock.advance(1)
+        assert lease.lost.wait(10)
         with pytest.raises(LeaseLost) as err:
             lease.check()
         assert err.value.message == (

@@ -36,6 +36,7 @@ from shared.registry import artifact_hash, get_active
 from shared.schemas.messages import TrainRequest
 from shared.student_settings import get_student_settings
 from shared.vllm_client import VllmClient
+from tests.support.poll import wait_until
 from tests.trainer.support import SET_A, SET_B, Spec, as_env, fast_settings, seed, suite
 
 pytestmark = pytest.mark.slow
@@ -238,15 +239,13 @@ def test_a_trainer_killed_mid_run_is_recovered_and_beat_starts_the_next_run(
     slow = as_env(fast_settings(adapter_root, epochs=100000, lease_s=4))
     worker = workers.restart("trainer", env | slow)
     TRAINER_TRAIN.send(TrainRequest(trigger="manual"))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def going() -> TrainingRun | None:
         with session_scope() as s:
             run = s.execute(select(TrainingRun)).scalar_one_or_none()
-        if run is not None and len(run.loss_curve) >= 5:
-            break
-        time.sleep(0.3)
-    else:
-        pytest.fail(f"the run never got going:\n{worker.log()}")
+        return run if run is not None and len(run.loss_curve) >= 5 else None
+
+    run = wait_until(going, 120, "a training run five steps in", worker.log, 0.3)
     assert run.status == TrainingRunStatus.RUNNING and run.adapter_id is None
     staging = [p for p in adapter_root.iterdir() if p.name.startswith(".staging-")]
     assert len(staging) == 1
@@ -276,19 +275,25 @@ def test_a_trainer_killed_mid_run_is_recovered_and_beat_starts_the_next_run(
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
+
+        def runs() -> list[TrainingRun]:
             with session_scope() as s:
-                rows = s.execute(select(TrainingRun).order_by(TrainingRun.id)).scalars().all()
-            if len(rows) >= 2 and rows[1].status != TrainingRunStatus.RUNNING:
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail(
-                f"no second run finished: {[(r.id, r.status, r.error) for r in rows]}\n"
+                return s.execute(select(TrainingRun).order_by(TrainingRun.id)).scalars().all()
+
+        def second_finished() -> list[TrainingRun] | None:
+            rows = runs()
+            return rows if len(rows) >= 2 and rows[1].status != TrainingRunStatus.RUNNING else None
+
+        killed, nxt = wait_until(
+            second_finished,
+            240,
+            "a second run finished",
+            lambda: (
+                f"{[(r.id, r.status, r.error) for r in runs()]}\n"
                 f"{(tmp_path / 'beat.log').read_text()[-3000:]}\n{worker.log()}"
-            )
-        killed, nxt = rows
+            ),
+            0.5,
+        )
         assert killed.status == TrainingRunStatus.FAILED
         assert killed.error.endswith("); it died or hung mid-run")
         assert killed.adapter_id is None

@@ -17,7 +17,7 @@ from shared.enums import TrainingPhase, TrainingRunStatus
 from shared.events import channel
 from shared.models import TrainingRun
 from shared.schemas.progress import TrainingProgress
-from tests.api import factories as f
+from tests.support import rows as f
 
 
 def test_progress_is_throttled_published_and_typed(db) -> None:

@@ -113,14 +113,15 @@ def test_adapters_list_shows_status_parent_hash_and_gate(db, capsys) -> None:
         s.add(v2)
         s.flush()
         s.add(AdapterAliasRow(alias=AdapterAlias.ACTIVE, adapter_id=v2.id))
+        ids = (str(v1.id), str(v2.id))
     assert persd(["adapters", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split() == ["1", "retired", "-", "abababababab", "-", "persd-r1-aaaa"]
+    assert lines[1].split() == [ids[0], "retired", "-", "abababababab", "-", "persd-r1-aaaa"]
     assert lines[2].split() == [
-        "2",
+        ids[1],
         "*",
         "active",
-        "1",
+        ids[0],
         "cdcdcdcdcdcd",
         "nll",
         "1.235/2.500",

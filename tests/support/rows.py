@@ -1,4 +1,6 @@
-"""Rows as the other services write them, for the API to read back."""
+"""Rows as the services write them, for tests to start from: one builder per table, each taking
+the caller's session and returning the flushed row (so ``.id`` is set). Tests use the ids these
+return; ids are never reused across tests (tests/support/tables.py)."""
 
 from __future__ import annotations
 
@@ -62,11 +64,12 @@ def adapter(
     *,
     path: str | None = None,
     content_hash: str = "0" * 64,
+    base_model: str = "tiny-student",
     **kw: Any,
 ) -> Adapter:
     row = Adapter(
         name=name,
-        base_model="tiny-student",
+        base_model=base_model,
         artifact_path=path or f"/adapters/{name}",
         content_hash=content_hash,
         status=status,
