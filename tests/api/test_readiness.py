@@ -85,7 +85,6 @@ def test_a_stopped_executor_is_named_and_the_answer_is_cached(
 
 
 def test_a_sandbox_that_refuses_says_why(db, ready_env, all_workers, tmp_path) -> None:
-    all_workers.stop("executor")
     env = {"PATH": _no_bwrap_path(tmp_path)}
     assert "EXECUTOR_ALLOW_INSECURE" not in os.environ  # the refusal is the default
     all_workers.get("executor", env=env)

@@ -103,7 +103,11 @@ class WorkerPool:
             worker = None
         if worker is None or worker.proc.poll() is not None:
             worker = WorkerProcess(service, self.log_dir, env)
-            worker.wait_ready()
+            try:
+                worker.wait_ready()
+            except BaseException:
+                worker.stop()  # one that never answered must not linger, consuming its queue
+                raise
             self._running[service] = worker
         return worker
 

@@ -80,8 +80,8 @@ def test_an_executor_without_a_sandbox_fails_the_gate_at_once_saying_why(db, wor
     import sys
     from pathlib import Path
 
-    workers.stop("executor")
-    workers.get("executor", env={"PATH": str(Path(sys.executable).parent)})  # no bwrap
+    # A new worker (get restarts one with other settings) that has no bwrap on its PATH.
+    workers.get("executor", env={"PATH": str(Path(sys.executable).parent)})
     try:
         with pytest.raises(ExecutorFailed) as failed:
             run_programs(_programs(), timeout_s=300)
