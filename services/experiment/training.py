@@ -81,22 +81,24 @@ def train_point(
 
         result = train_lora(config, pairs, staging, base_model=base_model, on_step=step)
         lease.check()
-        path, name, digest = artifacts.publish(staging, root, lambda h: version_name(run_id, h))
+        artifact = artifacts.publish(staging, root, lambda h: version_name(run_id, h))
         staging = None
         metrics = AdapterMetrics(training=_training_metrics(result), experiment=describe)
         with session_scope() as session:
             adapter = versions.register(
                 session,
-                name=name,
+                name=artifact.name,
                 base_model=base_model,
-                artifact_path=str(path),
-                content_hash=digest,
+                artifact_path=str(artifact.path),
+                content_hash=artifact.digest,
                 parent_id=None,
                 metrics=metrics,
                 status=AdapterStatus.EXPERIMENT,
             )
             adapter_id = adapter.id
-        return Trained(adapter_id, name, str(path), metrics, time.perf_counter() - started)
+        return Trained(
+            adapter_id, artifact.name, str(artifact.path), metrics, time.perf_counter() - started
+        )
     finally:
         if staging is not None:  # interrupted or failed before the rename: nothing half-written
             shutil.rmtree(staging, ignore_errors=True)

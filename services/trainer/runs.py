@@ -371,9 +371,9 @@ class _Cycle:
         self.progress.start()
         try:
             result = self.train()
-            path, name, digest = self.store()
-            adapter_id = self.register(result, path, name, digest)
-            gate = self.gate(adapter_id, name, path, digest)
+            artifact = self.store()
+            adapter_id = self.register(result, artifact)
+            gate = self.gate(adapter_id, artifact)
             if not gate.decision.promote:
                 return self.reject(adapter_id, gate)
             return self.promote(adapter_id, gate)
@@ -408,26 +408,26 @@ class _Cycle:
         self.lease.check()
         return result
 
-    def store(self) -> tuple[Path, str, str]:
-        """Phase 3: publish the staging directory as the version's artifact (path, name, hash)."""
+    def store(self) -> artifacts.Published:
+        """Phase 3: publish the staging directory as the version's artifact."""
         run_id = self.run_id
-        path, name, digest = artifacts.publish(
+        published = artifacts.publish(
             self.staging, self.root, lambda h: versions.version_name(run_id, h)
         )
         self.staging = None
         self.trained = True
         self.clock.mark("train_s")
-        return path, name, digest
+        return published
 
-    def register(self, result, path: Path, name: str, digest: str) -> int:
+    def register(self, result, artifact: artifacts.Published) -> int:
         """Phase 4: the version row (evaluating), linked to the run with its loss curve."""
         with session_scope() as session:
             adapter = versions.register(
                 session,
-                name=name,
+                name=artifact.name,
                 base_model=self.base_model,
-                artifact_path=str(path),
-                content_hash=digest,
+                artifact_path=str(artifact.path),
+                content_hash=artifact.digest,
                 parent_id=self.selected.chosen.parent_id,
                 metrics=AdapterMetrics(training=_training_metrics(result)),
             )
@@ -446,17 +446,17 @@ class _Cycle:
                 raise LeaseLost(f"run {self.run_id} was failed by recovery while it trained")
             return adapter.id
 
-    def gate(self, adapter_id: int, name: str, path: Path, digest: str):
+    def gate(self, adapter_id: int, artifact: artifacts.Published):
         """Phase 5: the held-out comparison of candidate and active version."""
         self.progress.phase(TrainingPhase.EVALUATING)
         _phase(self.hooks, "evaluating", self.run_id)
         # The files are checked again right before the gate: a version is judged (and later
         # loaded) only if it is byte for byte what was registered.
-        artifacts.verify(path, digest)
+        artifacts.verify(artifact.path, artifact.digest)
         gate = run_gate(
             self.config,
             self.base_model,
-            Contender(adapter_id, name, str(path)),
+            Contender(adapter_id, artifact.name, str(artifact.path)),
             client=self.hooks.client,
             run_programs=self.hooks.run_programs,
             served_base_name=self.hooks.served_base_name,
