@@ -131,3 +131,26 @@ class ExperimentStatus(StrEnum):
     FINISHED = "finished"
     INTERRUPTED = "interrupted"  # Ctrl-C or a crash: re-running the same name resumes it
     FAILED = "failed"
+
+
+class AnswerSource(StrEnum):
+    """Who wrote a task's accepted answer (``tasks.answer_source``)."""
+
+    STUDENT = "student"
+    TEACHER = "teacher"
+
+
+class TeacherBackend(StrEnum):
+    """The backend that answered a refinement (``refinements.teacher_backend``). The teacher's
+    ``TEACHER_BACKEND`` setting adds ``auto``, which picks one of these and is never stored."""
+
+    OPENAI = "openai"  # any OpenAI-compatible endpoint: OpenAI, Azure, vLLM, ...
+    REFERENCE = "reference"  # the task's own reference solution, no call, no cost
+    REPLAY = "replay"  # replies recorded earlier, from a JSONL file
+
+
+class ExecutionSubject(StrEnum):
+    """What an ``executor.run`` request runs: an attempt's code or a refinement's."""
+
+    ATTEMPT = "attempt"
+    REFINEMENT = "refinement"

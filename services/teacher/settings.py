@@ -23,6 +23,9 @@ OPENAI_URL = "https://api.openai.com/v1"
 
 
 class BackendName(StrEnum):
+    """``TEACHER_BACKEND``: one of the backends a refinement records (shared.enums.TeacherBackend,
+    same values), or ``auto``, which picks one per task."""
+
     OPENAI = "openai"  # any OpenAI-compatible endpoint: OpenAI, Azure, vLLM, ...
     REFERENCE = "reference"  # the task's own reference solution, no call, no cost
     REPLAY = "replay"  # replies recorded earlier, from a JSONL file

@@ -155,18 +155,18 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _row(adapter, active_id: int | None) -> dict[str, Any]:
-    gate = (adapter.metrics or {}).get("gate") or {}
+    gate = adapter.metrics.gate
     summary = "-"
-    if gate:
-        c, a = gate.get("candidate", {}), gate.get("active", {})
+    if gate is not None:
+        c, a = gate.candidate, gate.active
 
         def fmt(v, spec):
             return format(v, spec) if v is not None else "n/a"
 
         summary = (
-            f"nll {fmt(c.get('nll'), '.3f')}/{fmt(a.get('nll'), '.3f')}"
-            f" pass {fmt(c.get('pass_at_1'), '.2f')}/{fmt(a.get('pass_at_1'), '.2f')}"
-            f" {'pass' if gate.get('promote') else 'fail'}"
+            f"nll {fmt(c.nll, '.3f')}/{fmt(a.nll, '.3f')}"
+            f" pass {fmt(c.pass_at_1, '.2f')}/{fmt(a.pass_at_1, '.2f')}"
+            f" {'pass' if gate.promote else 'fail'}"
         )
     return {
         "id": adapter.id,

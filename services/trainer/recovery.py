@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.enums import AdapterStatus, TrainingRunStatus
-from shared.events import publish_after_commit
+from shared.events import TrainingRunChanged, publish_after_commit
 from shared.models import Adapter, TrainingRun
 from shared.models.base import utcnow
 
@@ -39,7 +39,7 @@ def _fail(session: Session, run: TrainingRun, error: str, now: datetime) -> None
         ):
             adapter.status = AdapterStatus.FAILED
             adapter.status_reason = f"training run {run.id} failed: {error}"[:2000]
-    publish_after_commit(session, "training.run", run_id=run.id, status=run.status.value)
+    publish_after_commit(session, TrainingRunChanged(run_id=run.id, status=run.status))
 
 
 def fail_expired(session: Session, now: datetime | None = None) -> list[int]:

@@ -10,7 +10,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.enums import ExecutionOutcome, TaskStatus, TrainingRunStatus, ValidationOutcome
+from shared.enums import (
+    ExecutionOutcome,
+    ExecutionSubject,
+    TaskStatus,
+    TrainingRunStatus,
+    ValidationOutcome,
+)
 from shared.schemas.testsuite import TestSuite
 
 # The largest program an ad-hoc run carries: a generated answer is a few KiB; the queue carries
@@ -56,7 +62,7 @@ class AttemptReply(Message):
 class ExecuteRequest(Message):
     """Run an attempt's or a refinement's code against its task's tests."""
 
-    subject: Literal["attempt", "refinement"]
+    subject: ExecutionSubject  # a plain "attempt" or "refinement" on the wire still parses
     subject_id: int = Field(gt=0)
 
 

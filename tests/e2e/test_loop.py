@@ -155,7 +155,7 @@ def test_failed_tasks_are_refined_trained_on_promoted_and_then_passed(
         f"\ne2e: first submission -> first passing resubmission {elapsed:.1f}s;"
         f" resubmitted refined tasks passing {len(passed)}/{len(trained_again)} ({rate:.0%});"
         f" held-out resubmissions {[final[t] for t in again[: len(heldout)]]};"
-        f" run {run.id}: {run.duration_s:.1f}s, gate {run.gate['reason']}"
+        f" run {run.id}: {run.duration_s:.1f}s, gate {run.gate.reason}"
     )
     assert len(passed) >= math.ceil(0.9 * len(trained_again))
     with session_scope() as s:
