@@ -101,6 +101,16 @@ class TrainingRunStatus(StrEnum):
     FAILED = "failed"
 
 
+class TrainingTrigger(StrEnum):
+    """Why a training run starts (``TrainRequest.trigger``, ``training_runs.trigger``). The first
+    two are the scheduled trigger's conditions (services/trainer/trigger.py); a manual run is an
+    operator's, and is not held back by the trigger."""
+
+    COUNT = "count"  # enough new training examples
+    INTERVAL = "interval"  # enough time passed with at least one new example
+    MANUAL = "manual"
+
+
 class TrainingPhase(StrEnum):
     """Where a running training run is (its live progress)."""
 

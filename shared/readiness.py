@@ -29,6 +29,7 @@ KINDS = {
     Queue.EXECUTE: "executor",
     Queue.TEACHER: "teacher",
     Queue.TRAIN: "trainer",
+    Queue.SCHEDULER: "scheduler",
 }
 
 

@@ -69,7 +69,10 @@ class TeacherSettings(BaseSettings):
     # default system prompt): byte-level BPE never makes more tokens than bytes.
     reserve_overhead_tokens: int = Field(64, ge=0)
     resume_interval_s: float = Field(
-        300.0, gt=0, description="how often the worker retries tasks waiting for budget/teacher"
+        300.0,
+        gt=0,
+        description="how often beat sends scheduler.teacher_resume (retry tasks waiting for"
+        " budget/teacher)",
     )
 
     prices: dict[str, Price] = Field(

@@ -81,6 +81,7 @@ def _train(args: argparse.Namespace) -> int:
     import uuid
 
     from services.trainer.watch import follow, from_database
+    from shared.enums import TrainingRunStatus, TrainingTrigger
     from shared.errors import InvalidInput
 
     overrides = parse_overrides(args.set)
@@ -101,7 +102,9 @@ def _train(args: argparse.Namespace) -> int:
         request_id = f"cli-{uuid.uuid4().hex}"
         done: dict = {}
         worker = threading.Thread(
-            target=lambda: done.setdefault("reply", main(config, "manual", request_id=request_id))
+            target=lambda: done.setdefault(
+                "reply", main(config, TrainingTrigger.MANUAL, request_id=request_id)
+            )
         )
         worker.start()
         if args.no_progress:
@@ -115,7 +118,7 @@ def _train(args: argparse.Namespace) -> int:
         from shared.queues import TRAINER_TRAIN
         from shared.schemas.messages import TrainRequest
 
-        sent = TRAINER_TRAIN.send(TrainRequest(trigger="manual"))
+        sent = TRAINER_TRAIN.send(TrainRequest(trigger=TrainingTrigger.MANUAL))
         deadline = time.monotonic() + args.timeout
         if not args.no_progress:
             follow(
@@ -126,7 +129,7 @@ def _train(args: argparse.Namespace) -> int:
     status = reply.status.value if reply.status else "not started"
     run = f"run {reply.run_id}" if reply.run_id else "no run"
     print(f"{run}: {status}: {reply.detail}")
-    return 0 if reply.status is not None and reply.status.value in ("promoted", "rejected") else 1
+    return 0 if reply.status in (TrainingRunStatus.PROMOTED, TrainingRunStatus.REJECTED) else 1
 
 
 def _list(args: argparse.Namespace) -> int:

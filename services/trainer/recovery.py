@@ -3,7 +3,8 @@
 A run holds a database lease (``lease_expires_at``) that its heartbeat moves forward together
 with the Redis lock. Two ways a dead run is found:
 
-- :func:`fail_expired` (any process, any time: beat's trigger check, the worker before each run):
+- :func:`fail_expired` (any process, any time: the scheduler's training check, the worker before
+  each run):
   a running run whose lease passed without a heartbeat.
 - :func:`fail_orphans` (only while holding the training lock): every other running run, since
   the lock being free means its holder is gone.

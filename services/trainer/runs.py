@@ -38,7 +38,7 @@ from services.trainer.gate import Contender, RunPrograms
 from services.trainer.lease import LeaseLost, LockBusy, TrainingLease
 from services.trainer.loop import StepInfo
 from shared.db import session_scope
-from shared.enums import AdapterStatus, TrainingPhase, TrainingRunStatus
+from shared.enums import AdapterStatus, TrainingPhase, TrainingRunStatus, TrainingTrigger
 from shared.errors import Conflict, PersdError
 from shared.events import TrainingProgressed, TrainingRunChanged, publish, publish_after_commit
 from shared.models import TrainingRun
@@ -233,7 +233,7 @@ def find_by_request(request_id: str) -> TrainingRun | None:
 
 def main(
     config: TrainerConfig,
-    trigger_name: str = "manual",
+    trigger_name: TrainingTrigger = TrainingTrigger.MANUAL,
     *,
     request_id: str | None = None,
     inside_task: bool = False,
@@ -241,6 +241,7 @@ def main(
 ) -> Outcome:
     """Run one training cycle if it is due (always for ``manual``). Never raises for a failed
     run: the outcome says what happened and the run row keeps the details."""
+    trigger_name = TrainingTrigger(trigger_name)  # a plain "manual" is fine; "daily" is named
     hooks = hooks or Hooks()
     if request_id is not None:
         done = find_by_request(request_id)
@@ -263,7 +264,7 @@ def main(
 
 def _locked(
     config: TrainerConfig,
-    trigger_name: str,
+    trigger_name: TrainingTrigger,
     request_id: str | None,
     inside_task: bool,
     hooks: Hooks,
@@ -294,12 +295,12 @@ class _Selected:
 
 
 def _select(
-    config: TrainerConfig, trigger_name: str, request_id: str | None
+    config: TrainerConfig, trigger_name: TrainingTrigger, request_id: str | None
 ) -> _Selected | Outcome:
     """Phase 1: is the trigger still due, which examples, which parent; then the run row."""
     base_model = config.resolved_base_model
     with session_scope() as session:
-        if trigger_name != "manual":
+        if trigger_name is not TrainingTrigger.MANUAL:
             state = trigger.evaluate(session, config)
             if not state.due:
                 return Outcome(None, None, state.detail)

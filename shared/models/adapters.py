@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, event
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.enums import AdapterAlias, AdapterStatus, TrainingRunStatus
+from shared.enums import AdapterAlias, AdapterStatus, TrainingRunStatus, TrainingTrigger
 from shared.errors import Conflict
 from shared.models.base import Base, PydanticJSON, created_at_column, enum_column, utcnow
 from shared.schemas.training import AdapterMetrics, GateRecord, LossPoint
@@ -74,7 +74,7 @@ class TrainingRun(Base):
     status: Mapped[TrainingRunStatus] = enum_column(
         TrainingRunStatus, default=TrainingRunStatus.RUNNING
     )
-    trigger: Mapped[str] = mapped_column(String(50))  # count, interval, manual
+    trigger: Mapped[TrainingTrigger] = enum_column(TrainingTrigger)
     config: Mapped[dict[str, Any]]
     examples_used: Mapped[int] = mapped_column(Integer, default=0)
     # Highest training_examples.id this run saw; "new examples" are those above it.

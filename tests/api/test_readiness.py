@@ -18,7 +18,7 @@ from shared.queues import EXECUTOR_PING
 from shared.schemas.messages import Ping
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = ("student", "executor", "teacher", "trainer")
+KINDS = ("student", "executor", "teacher", "trainer", "scheduler")
 
 
 @pytest.fixture
@@ -74,6 +74,7 @@ def test_a_stopped_executor_is_named_and_the_answer_is_cached(db, ready_env, all
         "executor": "no executor worker answered on queue execute within 3s",
         "teacher": "ok",
         "trainer": "ok",
+        "scheduler": "ok",
     }
 
 

@@ -86,7 +86,10 @@ def test_failed_tasks_are_refined_trained_on_promoted_and_then_passed(
     stack.start("executor")
     stack.start("teacher", TEACHER_REFERENCE)
     stack.start("trainer", student | trainer)
-    # The reconciler rides along as in production; its deadline is far above every hop here.
+    # Beat sends the training check every check_interval_s; the scheduler worker (with the
+    # trainer's settings, as in production) decides and sends trainer.train. The reconciler
+    # rides along as in production; its deadline is far above every hop here.
+    stack.start("scheduler", trainer)
     beat = Beat(trainer | reconciler_env(interval_s=5, deadline_s=120), log_dir)
 
     def progress() -> str:
