@@ -232,5 +232,7 @@ def _refining(session: Session, task_id: int) -> Plan | None:
         return None  # accepted and refined are one transaction: this row is inconsistent
     seen = _seen(session, Execution.refinement_id, latest.id)
     if seen is None:
-        return EXECUTOR_RUN, ExecuteRequest(subject=ExecutionSubject.REFINEMENT, subject_id=latest.id)
+        return EXECUTOR_RUN, ExecuteRequest(
+            subject=ExecutionSubject.REFINEMENT, subject_id=latest.id
+        )
     return TEACHER_VALIDATED, ExecutedNotice(execution_id=seen.id)
