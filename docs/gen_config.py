@@ -15,7 +15,7 @@ CLASSES = [
     ("services.executor.settings", "ExecutorSettings"),
     ("services.teacher.settings", "TeacherSettings"),
     ("services.trainer.config", "TrainerConfig"),
-    ("services.reconciler", "ReconcilerSettings"),
+    ("services.scheduler.reconciler", "ReconcilerSettings"),
 ]
 
 

@@ -101,6 +101,16 @@ class TrainingRunStatus(StrEnum):
     FAILED = "failed"
 
 
+class TrainingTrigger(StrEnum):
+    """Why a training run starts (``TrainRequest.trigger``, ``training_runs.trigger``). The first
+    two are the scheduled trigger's conditions (services/trainer/trigger.py); a manual run is an
+    operator's, and is not held back by the trigger."""
+
+    COUNT = "count"  # enough new training examples
+    INTERVAL = "interval"  # enough time passed with at least one new example
+    MANUAL = "manual"
+
+
 class TrainingPhase(StrEnum):
     """Where a running training run is (its live progress)."""
 
@@ -131,3 +141,26 @@ class ExperimentStatus(StrEnum):
     FINISHED = "finished"
     INTERRUPTED = "interrupted"  # Ctrl-C or a crash: re-running the same name resumes it
     FAILED = "failed"
+
+
+class AnswerSource(StrEnum):
+    """Who wrote a task's accepted answer (``tasks.answer_source``)."""
+
+    STUDENT = "student"
+    TEACHER = "teacher"
+
+
+class TeacherBackend(StrEnum):
+    """The backend that answered a refinement (``refinements.teacher_backend``). The teacher's
+    ``TEACHER_BACKEND`` setting adds ``auto``, which picks one of these and is never stored."""
+
+    OPENAI = "openai"  # any OpenAI-compatible endpoint: OpenAI, Azure, vLLM, ...
+    REFERENCE = "reference"  # the task's own reference solution, no call, no cost
+    REPLAY = "replay"  # replies recorded earlier, from a JSONL file
+
+
+class ExecutionSubject(StrEnum):
+    """What an ``executor.run`` request runs: an attempt's code or a refinement's."""
+
+    ATTEMPT = "attempt"
+    REFINEMENT = "refinement"

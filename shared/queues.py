@@ -37,11 +37,13 @@ class Queue(StrEnum):
     EXECUTE = "execute"
     TEACHER = "teacher"
     TRAIN = "train"
+    # Periodic work (services/scheduler): beat's messages, a few indexed queries each.
+    SCHEDULER = "scheduler"
 
 
 # Heavy queues hold model calls, sandbox runs and training: one message per worker process at a
 # time, so a long job never hides a queued one from an idle worker.
-HEAVY_QUEUES = frozenset(Queue)
+HEAVY_QUEUES = frozenset(Queue) - {Queue.SCHEDULER}
 
 app = Celery("persd", set_as_current=True)
 
@@ -150,7 +152,6 @@ STUDENT_PING = _spec("student.ping", Queue.STUDENT, m.Ping, m.Pong)
 STUDENT_ATTEMPT = _spec("student.attempt", Queue.STUDENT, m.AttemptRequest, m.AttemptReply)
 STUDENT_PROMOTE = _spec("student.promote", Queue.STUDENT, m.PromoteRequest, m.PromoteReply)
 STUDENT_EXECUTED = _spec("student.executed", Queue.STUDENT, m.ExecutedNotice, m.StepReply)
-STUDENT_RECONCILE = _spec("student.reconcile", Queue.STUDENT, m.ReconcileRequest, m.ReconcileReply)
 EXECUTOR_PING = _spec("executor.ping", Queue.EXECUTE, m.Ping, m.Pong)
 EXECUTOR_RUN = _spec("executor.run", Queue.EXECUTE, m.ExecuteRequest, m.ExecuteReply)
 EXECUTOR_PROGRAM = _spec("executor.program", Queue.EXECUTE, m.ProgramRequest, m.ProgramReply)
@@ -159,12 +160,24 @@ TEACHER_REFINE = _spec("teacher.refine", Queue.TEACHER, m.RefineRequest, m.Refin
 TEACHER_VALIDATED = _spec("teacher.validated", Queue.TEACHER, m.ExecutedNotice, m.RefineReply)
 TRAINER_PING = _spec("trainer.ping", Queue.TRAIN, m.Ping, m.Pong)
 TRAINER_TRAIN = _spec("trainer.train", Queue.TRAIN, m.TrainRequest, m.TrainReply)
+# The periodic jobs, sent by beat (services/scheduler/beat.py) and run by the scheduler worker.
+SCHEDULER_PING = _spec("scheduler.ping", Queue.SCHEDULER, m.Ping, m.Pong)
+SCHEDULER_RECONCILE = _spec(
+    "scheduler.reconcile", Queue.SCHEDULER, m.ReconcileRequest, m.ReconcileReply
+)
+SCHEDULER_TEACHER_RESUME = _spec(
+    "scheduler.teacher_resume", Queue.SCHEDULER, m.TeacherResumeRequest, m.TeacherResumeReply
+)
+SCHEDULER_TRAINING_CHECK = _spec(
+    "scheduler.training_check", Queue.SCHEDULER, m.TrainingCheckRequest, m.TrainingCheckReply
+)
 
 PINGS = {
     Queue.STUDENT: STUDENT_PING,
     Queue.EXECUTE: EXECUTOR_PING,
     Queue.TEACHER: TEACHER_PING,
     Queue.TRAIN: TRAINER_PING,
+    Queue.SCHEDULER: SCHEDULER_PING,
 }
 
 # Failures worth retrying: the database or broker was briefly away.

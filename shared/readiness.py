@@ -30,6 +30,7 @@ KINDS = {
     Queue.EXECUTE: "executor",
     Queue.TEACHER: "teacher",
     Queue.TRAIN: "trainer",
+    Queue.SCHEDULER: "scheduler",
 }
 
 

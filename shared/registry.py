@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 
 from shared.enums import AdapterAlias, AdapterStatus
 from shared.errors import Conflict, NotFound
-from shared.events import publish_after_commit
+from shared.events import AdapterAliasMoved, AdapterFailed, publish_after_commit
 from shared.models import Adapter, AdapterAliasRow
 from shared.models.base import utcnow
 from shared.schemas.messages import PromoteReply, PromoteRequest
@@ -123,7 +123,7 @@ def set_alias(session: Session, alias: AdapterAlias, adapter_id: int) -> int | N
                 old.status_reason = f"replaced by adapter {adapter_id}"
     session.flush()
     publish_after_commit(
-        session, "adapter.alias", alias=alias.value, adapter_id=adapter_id, previous_id=previous
+        session, AdapterAliasMoved(alias=alias, adapter_id=adapter_id, previous_id=previous)
     )
     return previous
 
@@ -210,7 +210,7 @@ def mark_failed(session: Session, adapter_id: int, reason: str) -> None:
     adapter.status = AdapterStatus.FAILED
     adapter.status_reason = reason[:2000]
     session.flush()
-    publish_after_commit(session, "adapter.failed", adapter_id=adapter_id, reason=reason[:300])
+    publish_after_commit(session, AdapterFailed(adapter_id=adapter_id, reason=reason[:300]))
 
 
 def artifact_hash(path: Path | str) -> str:

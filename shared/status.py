@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from shared.enums import TaskStatus as S
 from shared.errors import IllegalTransition, NotFound
-from shared.events import publish_after_commit
+from shared.events import TaskStatusChanged, publish_after_commit
 from shared.models import Task
 from shared.models.base import utcnow
 
@@ -76,7 +76,7 @@ def transition(
         .execution_options(synchronize_session="fetch")
     )
     if result.rowcount == 1:
-        publish_after_commit(session, "task.status", task_id=task_id, status=target.value)
+        publish_after_commit(session, TaskStatusChanged(task_id=task_id, status=target))
         return True
     current = session.execute(select(Task.status).where(Task.id == task_id)).scalar_one_or_none()
     if current is None:

@@ -14,16 +14,19 @@ from services.api import errors, health, metrics
 from services.api.middleware import BodyLimit
 from services.api.protocol.tasks import TaskBatch, TaskIn
 from services.api.routes import adapters, dashboard, experiments, refinements, stats, tasks
+from services.api.routes.stats import EVENT_SCHEMA
 from services.api.serving.stats import StatsCache
 from services.api.settings import get_api_settings
 from shared.config import get_settings
+from shared.events import EVENT
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """The generated document plus the schemas of POST /v1/tasks's body, which the route
-    validates itself (one task or a batch) and so FastAPI does not see."""
+    validates itself (one task or a batch), and of the events on /v1/events: FastAPI sees
+    neither."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -35,6 +38,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(defs["$defs"])
+    # The SSE stream's events (a union keyed by ``kind``), which FastAPI cannot see either.
+    events = EVENT.json_schema(ref_template="#/components/schemas/{model}")
+    components.update(events.pop("$defs"))
+    components[EVENT_SCHEMA] = events
     # FastAPI documents its own 422 body ({"detail": [...]}); ours is the one error shape.
     for path in schema["paths"].values():
         for operation in path.values():

@@ -14,6 +14,8 @@ WORKERS = {
     "executor": ("execute", 2, "threads"),
     "teacher": ("teacher", 4, "threads"),
     "trainer": ("train", 1, "solo"),
+    # Periodic jobs beat sends (services/scheduler): short queries, a few threads are plenty.
+    "scheduler": ("scheduler", 4, "threads"),
 }
 
 
@@ -36,7 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hostname", "-n", help="Celery node name")
     p.set_defaults(handler=_worker)
 
-    p = sub.add_parser("beat", help="start Celery beat (periodic checks); run exactly one")
+    p = sub.add_parser(
+        "beat",
+        help="start Celery beat (the periodic jobs' schedule; `persd worker scheduler` runs"
+        " them); run exactly one",
+    )
     p.set_defaults(handler=_beat)
 
     p = sub.add_parser("flower", help="start Flower, the Celery operators' web UI (needs [ops])")
@@ -128,7 +134,7 @@ def _beat(_args: argparse.Namespace) -> int:
         "-m",
         "celery",
         "-A",
-        "services.beat",
+        "services.scheduler.beat",
         "beat",
         "-l",
         os.environ.get("PERSD_LOG_LEVEL", "INFO"),

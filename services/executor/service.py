@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from services.executor.schemas import SUITE, ExecutionResult, Job
 from shared.db import insert_new, session_scope
-from shared.enums import ExecutionOutcome, TestSet
+from shared.enums import ExecutionOutcome, ExecutionSubject, TestSet
 from shared.errors import InvalidInput, NotFound, SandboxUnavailable
 from shared.models import Attempt, Execution, Refinement, Task
 from shared.queues import STUDENT_EXECUTED, TEACHER_VALIDATED, send_after_commit
@@ -32,8 +32,13 @@ from shared.schemas.messages import (
 log = logging.getLogger("persd.executor")
 
 Runner = Callable[[Job], ExecutionResult]
-MODELS = {"attempt": Attempt, "refinement": Refinement}
-NOTICES = {"attempt": STUDENT_EXECUTED, "refinement": TEACHER_VALIDATED}
+MODELS = {ExecutionSubject.ATTEMPT: Attempt, ExecutionSubject.REFINEMENT: Refinement}
+NOTICES = {
+    ExecutionSubject.ATTEMPT: STUDENT_EXECUTED,
+    ExecutionSubject.REFINEMENT: TEACHER_VALIDATED,
+}
+# The executions column that names each subject.
+COLUMNS = {ExecutionSubject.ATTEMPT: "attempt_id", ExecutionSubject.REFINEMENT: "refinement_id"}
 
 
 @dataclass(frozen=True)
@@ -45,9 +50,8 @@ class Plan:
     todo: dict[TestSet, dict]
 
 
-def _subject_filter(subject: str, subject_id: int):
-    column = Execution.attempt_id if subject == "attempt" else Execution.refinement_id
-    return column == subject_id
+def _subject_filter(subject: ExecutionSubject, subject_id: int):
+    return getattr(Execution, COLUMNS[subject]) == subject_id
 
 
 def plan(session: Session, request: ExecuteRequest) -> Plan:
@@ -86,9 +90,8 @@ def _job(plan: Plan, test_set: TestSet, suite: dict, task_ref: str) -> Job:
 
 
 def _row(request: ExecuteRequest, test_set: TestSet, result: ExecutionResult) -> dict:
-    subject = "attempt_id" if request.subject == "attempt" else "refinement_id"
     return {
-        subject: request.subject_id,
+        COLUMNS[request.subject]: request.subject_id,
         "test_set": test_set,
         "outcome": result.outcome,
         "test_results": [t.model_dump(mode="json") for t in result.test_results],

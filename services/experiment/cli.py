@@ -69,6 +69,7 @@ def build_config(args: argparse.Namespace):
     from services.experiment.config import parse_arms, parse_ints
     from services.teacher.settings import get_teacher_settings
     from services.trainer.config import load_config
+    from shared.enums import TeacherBackend
     from shared.errors import InvalidInput
     from shared.schemas.experiments import ExperimentConfig
     from shared.student_settings import get_student_settings
@@ -108,7 +109,7 @@ def build_config(args: argparse.Namespace):
         steps=args.steps,
         pools=pools,
         student_model=args.student_model or get_student_settings().model_path,
-        teacher_backend="openai" if teacher.uses_api else "reference",
+        teacher_backend=TeacherBackend.OPENAI if teacher.uses_api else TeacherBackend.REFERENCE,
         trainer=trainer,
         max_new_tokens=args.max_new_tokens,
     )

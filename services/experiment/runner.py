@@ -31,11 +31,12 @@ from services.experiment.training import train_point
 from services.student.routing import Target
 from services.teacher.settings import get_teacher_settings
 from shared.db import session_scope
-from shared.enums import ExperimentArm, ExperimentStatus
+from shared.enums import ExperimentArm, ExperimentStatus, TeacherBackend
 from shared.errors import Conflict, PersdError
 from shared.models import Adapter, Experiment, ExperimentRun
 from shared.models.base import utcnow
 from shared.schemas.experiments import ExperimentConfig, RunResult, Traffic
+from shared.schemas.training import ExperimentPoint
 from shared.student_settings import get_student_settings
 from shared.vllm_client import VllmClient
 
@@ -113,7 +114,7 @@ def ensure_traffic(experiment_id: int, config: ExperimentConfig, pools: Pools, o
     teacher = get_teacher_settings()
     traffic.build_reference_stand(teacher)
     answers = []
-    if config.teacher_backend == "openai":
+    if config.teacher_backend is TeacherBackend.OPENAI:
         from services.student.evaluation import executor_runner
 
         run_tests, close = executor_runner()
@@ -163,7 +164,10 @@ def _adapter_target(adapter_id: int | None) -> tuple[Target, dict] | None:
         row = session.get(Adapter, adapter_id)
         if row is None or not Path(row.artifact_path).is_dir():
             return None
-        return Target(row.name, row.id, row.artifact_path), (row.metrics or {}).get("training", {})
+        training = row.metrics.training
+        return Target(row.name, row.id, row.artifact_path), (
+            training.model_dump(mode="json") if training is not None else {}
+        )
 
 
 def run_point(
@@ -205,19 +209,17 @@ def run_point(
                     tc,
                     chosen.pairs,
                     run.id,
-                    describe={
-                        "experiment": config.name,
-                        "arm": run.arm.value,
-                        "count": run.count,
-                        "seed": run.seed,
-                    },
+                    describe=ExperimentPoint(
+                        experiment=config.name, arm=run.arm, count=run.count, seed=run.seed
+                    ),
                     on_step=lambda info: (
                         bar.update(1),
                         bar.set_postfix(loss=f"{info.loss:.3f}"),
                     ),
                 )
             _set_run(run.id, adapter_id=done.adapter_id)
-            result.training = done.metrics["training"]
+            assert done.metrics.training is not None  # train_point always records it
+            result.training = done.metrics.training.model_dump(mode="json")
             result.train_s = round(done.seconds, 3)
             trained = Target(done.name, done.adapter_id, done.path)
         target = trained

@@ -12,7 +12,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from services.trainer import artifacts, versions
 from services.trainer.config import TrainerConfig
@@ -22,6 +21,7 @@ from services.trainer.loop import StepCallback, StepInfo
 from services.trainer.runs import _training_metrics
 from shared.db import session_scope
 from shared.enums import AdapterStatus
+from shared.schemas.training import AdapterMetrics, ExperimentPoint
 
 LEASE_WAIT_S = 1800.0  # a trainer run of the service may hold the lease this long
 
@@ -31,7 +31,7 @@ class Trained:
     adapter_id: int
     name: str
     path: str
-    metrics: dict[str, Any]
+    metrics: AdapterMetrics
     seconds: float
 
 
@@ -60,7 +60,7 @@ def train_point(
     pairs: list[Pair],
     run_id: int,
     *,
-    describe: dict[str, Any],
+    describe: ExperimentPoint,
     on_step: StepCallback | None = None,
 ) -> Trained:
     from services.trainer.loop import train_lora
@@ -81,22 +81,24 @@ def train_point(
 
         result = train_lora(config, pairs, staging, base_model=base_model, on_step=step)
         lease.check()
-        path, name, digest = artifacts.publish(staging, root, lambda h: version_name(run_id, h))
+        artifact = artifacts.publish(staging, root, lambda h: version_name(run_id, h))
         staging = None
-        metrics = {"training": _training_metrics(result), "experiment": describe}
+        metrics = AdapterMetrics(training=_training_metrics(result), experiment=describe)
         with session_scope() as session:
             adapter = versions.register(
                 session,
-                name=name,
+                name=artifact.name,
                 base_model=base_model,
-                artifact_path=str(path),
-                content_hash=digest,
+                artifact_path=str(artifact.path),
+                content_hash=artifact.digest,
                 parent_id=None,
                 metrics=metrics,
                 status=AdapterStatus.EXPERIMENT,
             )
             adapter_id = adapter.id
-        return Trained(adapter_id, name, str(path), metrics, time.perf_counter() - started)
+        return Trained(
+            adapter_id, artifact.name, str(artifact.path), metrics, time.perf_counter() - started
+        )
     finally:
         if staging is not None:  # interrupted or failed before the rename: nothing half-written
             shutil.rmtree(staging, ignore_errors=True)

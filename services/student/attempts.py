@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from services.student.routing import Router, Target
 from shared.db import insert_new, session_scope
-from shared.enums import ExecutionOutcome, TaskStatus, TestSet
+from shared.enums import AnswerSource, ExecutionOutcome, ExecutionSubject, TaskStatus, TestSet
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.models import Attempt, Execution, Refinement, Task
 from shared.prompts import STOP, extract_code, generation_prompt, refine_prompt
@@ -180,7 +180,9 @@ def make_attempt(
         [(attempt_id,)] = stored
         transition(session, job.task_id, TaskStatus.EXECUTING)
         send_after_commit(
-            session, EXECUTOR_RUN, ExecuteRequest(subject="attempt", subject_id=attempt_id)
+            session,
+            EXECUTOR_RUN,
+            ExecuteRequest(subject=ExecutionSubject.ATTEMPT, subject_id=attempt_id),
         )
         return AttemptReply(task_id=job.task_id, attempt_id=attempt_id, status=TaskStatus.EXECUTING)
 
@@ -197,7 +199,9 @@ def _attempt_redelivered(session: Session, task: Task, attempt: Attempt) -> Atte
         and _execution(session, attempt.id, TestSet.SEEN) is None
     ):
         send_after_commit(
-            session, EXECUTOR_RUN, ExecuteRequest(subject="attempt", subject_id=attempt.id)
+            session,
+            EXECUTOR_RUN,
+            ExecuteRequest(subject=ExecutionSubject.ATTEMPT, subject_id=attempt.id),
         )
     return AttemptReply(task_id=task.id, attempt_id=attempt.id, status=task.status)
 
@@ -245,7 +249,7 @@ def _next_step(session: Session, task: Task, attempt: Attempt, seen: Execution) 
             reason=f"the student passed the seen tests at step {attempt.step}",
             also={
                 "answer_code": attempt.code,
-                "answer_source": "student",
+                "answer_source": AnswerSource.STUDENT,
                 "hidden_passed": None
                 if hidden is None
                 else hidden.outcome == ExecutionOutcome.PASSED,

@@ -7,7 +7,6 @@ concurrent requests and batches them.
 
 from __future__ import annotations
 
-from services import reconciler
 from services.student.attempts import make_attempt, on_executed
 from services.student.hotswap import promote
 from services.student.routing import Router
@@ -16,7 +15,6 @@ from shared.queues import (
     STUDENT_ATTEMPT,
     STUDENT_EXECUTED,
     STUDENT_PROMOTE,
-    STUDENT_RECONCILE,
     Queue,
     app,
     implement,
@@ -28,8 +26,6 @@ from shared.schemas.messages import (
     ExecutedNotice,
     PromoteReply,
     PromoteRequest,
-    ReconcileReply,
-    ReconcileRequest,
     StepReply,
 )
 from shared.student_settings import get_student_settings
@@ -78,11 +74,3 @@ def promote_adapter(message: PromoteRequest) -> PromoteReply:
         inflight=r.inflight,
         reason=message.reason,
     )
-
-
-# The reconciler runs here because the student queue is light (its messages are short HTTP
-# waits) and a sweep is a few indexed queries; beat sends it every RECONCILER_INTERVAL_S.
-@implement(STUDENT_RECONCILE)
-def reconcile(message: ReconcileRequest) -> ReconcileReply:
-    """Re-send the lost next message of every task stuck past the deadline."""
-    return reconciler.reconcile(message)

@@ -16,6 +16,7 @@ from services.teacher import replay
 from services.teacher.errors import TeacherMisconfigured, TeacherRejectedRequest, TeacherUnavailable
 from services.teacher.prompt import Messages, fenced, rectify_messages, solve_messages
 from services.teacher.settings import BackendName, TeacherSettings
+from shared.enums import TeacherBackend
 from shared.prompts import extract_code
 
 NOT_RECORDED = "# (the teacher's own solution is not recorded in the replay file)"
@@ -40,7 +41,7 @@ class Job:
 
 @dataclass(frozen=True)
 class Answer:
-    backend: BackendName
+    backend: TeacherBackend
     model: str
     messages: Messages
     reply: str
@@ -54,14 +55,14 @@ class Answer:
 
 
 class Backend(Protocol):
-    name: BackendName
+    name: TeacherBackend
     deterministic: bool
 
     def answer(self, job: Job) -> Answer: ...
 
 
 class ReferenceBackend:
-    name = BackendName.REFERENCE
+    name = TeacherBackend.REFERENCE
     deterministic = True
 
     def answer(self, job: Job) -> Answer:
@@ -74,7 +75,7 @@ class ReferenceBackend:
 
 
 class ReplayBackend:
-    name = BackendName.REPLAY
+    name = TeacherBackend.REPLAY
     deterministic = True
 
     def __init__(self, book: replay.ReplayBook, source: str) -> None:
@@ -96,7 +97,7 @@ class ReplayBackend:
 
 
 class OpenAIBackend:
-    name = BackendName.OPENAI
+    name = TeacherBackend.OPENAI
     deterministic = False
 
     def __init__(self, settings: TeacherSettings, policy: api.RetryPolicy | None = None) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.teacher.costs import upper_bound_cost
+from services.teacher.errors import BudgetExhausted
 from services.teacher.settings import TeacherSettings
 from shared.config import get_settings
 from shared.models import Refinement
@@ -120,8 +121,9 @@ class Budget:
             )
         return None
 
-    def reserve(self, session: Session, tokens: int) -> Reservation | str:
-        """A reservation for a call of at most ``tokens``, or the reason the cap refuses it."""
+    def reserve(self, session: Session, tokens: int) -> Reservation:
+        """A reservation for a call of at most ``tokens``; BudgetExhausted (saying which cap and
+        by how much) when the cap refuses it."""
         cost = upper_bound_cost(self.s, tokens)
         now = self.clock()
         day = now.strftime("%Y%m%d")
@@ -133,7 +135,7 @@ class Budget:
                 spent = spent_since(session, day_start(now))
                 refused = self._fits(spent, self._reserved(day, time.time()), tokens, cost)
                 if refused:
-                    return refused
+                    raise BudgetExhausted(refused)
                 reservation = Reservation(uuid.uuid4().hex, day, tokens, cost)
                 entry = {"tokens": tokens, "cost": str(cost), "expires": time.time() + self._ttl()}
                 self.redis.hset(self._key(day), reservation.id, json.dumps(entry))

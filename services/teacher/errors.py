@@ -39,3 +39,11 @@ def redact(text: str, secret: str | None) -> str:
     if secret:
         text = text.replace(secret, "[redacted]")
     return _KEYLIKE.sub("[redacted]", text)
+
+
+class BudgetExhausted(PersdError):
+    """The daily token or cost cap leaves no room for the next paid call. The task waits in
+    ``budget_exhausted`` until the next UTC day (or a raised cap) makes room."""
+
+    code = "budget_exhausted"
+    status = 429

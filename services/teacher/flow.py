@@ -34,15 +34,33 @@ from services.teacher.backends import Answer, NoTeacher, OpenAIBackend, choose
 from services.teacher.budget import Budget, Reservation
 from services.teacher.client import RetryPolicy
 from services.teacher.costs import cost_of
-from services.teacher.errors import TeacherMisconfigured, TeacherUnavailable, redact
+from services.teacher.errors import (
+    BudgetExhausted,
+    TeacherMisconfigured,
+    TeacherUnavailable,
+    redact,
+)
 from services.teacher.guards import Rejection, after_execution, static_check
 from services.teacher.program import canonical_program, teacher_code
-from services.teacher.settings import BackendName, TeacherSettings, get_teacher_settings
+from services.teacher.settings import TeacherSettings, get_teacher_settings
 from services.teacher.testcases import literal_cases
 from shared.db import session_scope
-from shared.enums import RejectionReason, TaskStatus, TestSet, ValidationOutcome
+from shared.enums import (
+    AnswerSource,
+    ExecutionSubject,
+    RejectionReason,
+    TaskStatus,
+    TeacherBackend,
+    TestSet,
+    ValidationOutcome,
+)
 from shared.errors import InvalidInput, NotFound
-from shared.events import publish_after_commit
+from shared.events import (
+    RefinementCreated,
+    RefinementRejected,
+    RefinementValidated,
+    publish_after_commit,
+)
 from shared.models import Execution, Refinement, Task
 from shared.queues import EXECUTOR_RUN, TEACHER_REFINE, send_after_commit
 from shared.schemas.messages import ExecutedNotice, ExecuteRequest, RefineReply, RefineRequest
@@ -51,7 +69,7 @@ from shared.status import transition
 log = logging.getLogger(__name__)
 
 DONE = frozenset({TaskStatus.PASSED, TaskStatus.REFINED, TaskStatus.UNREFINABLE})
-OFFLINE = frozenset({BackendName.REFERENCE.value, BackendName.REPLAY.value})
+OFFLINE = frozenset({TeacherBackend.REFERENCE, TeacherBackend.REPLAY})
 
 
 @dataclass
@@ -129,10 +147,10 @@ def refine(req: RefineRequest, deps: Deps) -> RefineReply:
             return _wait(session, task_id, TaskStatus.NEEDS_TEACHER, str(exc))
         reservation: Reservation | None = None
         if isinstance(backend, OpenAIBackend):
-            got = deps.budget.reserve(session, backend.reserve_tokens(loaded.job))
-            if isinstance(got, str):
-                return _wait(session, task_id, TaskStatus.BUDGET_EXHAUSTED, got)
-            reservation = got
+            try:
+                reservation = deps.budget.reserve(session, backend.reserve_tokens(loaded.job))
+            except BudgetExhausted as exc:
+                return _wait(session, task_id, TaskStatus.BUDGET_EXHAUSTED, exc.message)
         try:
             transition(
                 session,
@@ -178,12 +196,12 @@ def _store(
     session: Session, deps: Deps, loaded: jobs.Loaded, answer: Answer, deterministic: bool
 ) -> RefineReply:
     s, task, job = deps.settings, loaded.task, loaded.job
-    paid = answer.backend is BackendName.OPENAI
+    paid = answer.backend is TeacherBackend.OPENAI
     ref = Refinement(
         task_id=task.id,
         attempt_id=loaded.attempt.id,
         round=job.round,
-        teacher_backend=answer.backend.value,
+        teacher_backend=answer.backend,
         teacher_model=answer.model,
         prompt=answer.messages,
         # PostgreSQL text cannot hold NUL; a model may emit one.
@@ -204,12 +222,14 @@ def _store(
     session.add(ref)
     session.flush()
     publish_after_commit(
-        session, "refinement.created", refinement_id=ref.id, task_id=task.id, round=ref.round
+        session, RefinementCreated(refinement_id=ref.id, task_id=task.id, round=ref.round)
     )
     if rejection is not None:
         return _reject(session, s, ref, rejection, deterministic)
     send_after_commit(
-        session, EXECUTOR_RUN, ExecuteRequest(subject="refinement", subject_id=ref.id)
+        session,
+        EXECUTOR_RUN,
+        ExecuteRequest(subject=ExecutionSubject.REFINEMENT, subject_id=ref.id),
     )
     return RefineReply(
         refinement_id=ref.id, validation=ValidationOutcome.PENDING, task_status=TaskStatus.REFINING
@@ -279,10 +299,7 @@ def _reject(
         )
     publish_after_commit(
         session,
-        "refinement.rejected",
-        refinement_id=ref.id,
-        task_id=ref.task_id,
-        reason=rejection.reason.value,
+        RefinementRejected(refinement_id=ref.id, task_id=ref.task_id, reason=rejection.reason),
     )
     return _reply(session, ref)
 
@@ -328,10 +345,10 @@ def _accept(session: Session, s: TeacherSettings, ref: Refinement) -> RefineRepl
         task.id,
         TaskStatus.REFINED,
         reason=f"refinement {ref.id} (round {ref.round}) passed the seen tests",
-        also={"answer_code": ref.code, "answer_source": "teacher"},
+        also={"answer_code": ref.code, "answer_source": AnswerSource.TEACHER},
     )
     publish_after_commit(
-        session, "refinement.validated", refinement_id=ref.id, task_id=task.id, examples=added
+        session, RefinementValidated(refinement_id=ref.id, task_id=task.id, examples=added)
     )
     return RefineReply(
         refinement_id=ref.id, validation=ValidationOutcome.PASSED, task_status=TaskStatus.REFINED

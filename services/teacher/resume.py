@@ -1,11 +1,12 @@
 """Waking tasks that wait for the teacher or for budget.
 
 A task parks in ``budget_exhausted`` when the daily cap refuses a call, and in ``needs_teacher``
-when no backend can answer it (no key, no reference) or the API stayed unreachable. The teacher
-worker runs :func:`resume_waiting` at start-up and every ``TEACHER_RESUME_INTERVAL_S``; it moves
-each task whose obstacle is gone back to ``refining`` (a compare-and-set, so two sweeps never
-resume one task twice) and re-sends ``teacher.refine`` for the round it was waiting to start.
-``persd teacher resume`` runs one sweep by hand.
+when no backend can answer it (no key, no reference) or the API stayed unreachable. Every
+``TEACHER_RESUME_INTERVAL_S`` beat sends ``scheduler.teacher_resume`` and the scheduler worker
+(services/scheduler/worker.py) runs :func:`resume_waiting`; it moves each task whose obstacle is
+gone back to ``refining`` (a compare-and-set, so overlapping sweeps never resume one task twice)
+and re-sends ``teacher.refine`` for the round it was waiting to start. ``persd teacher resume``
+runs one sweep by hand.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ OPENAI_URL = "https://api.openai.com/v1"
 
 
 class BackendName(StrEnum):
+    """``TEACHER_BACKEND``: one of the backends a refinement records (shared.enums.TeacherBackend,
+    same values), or ``auto``, which picks one per task."""
+
     OPENAI = "openai"  # any OpenAI-compatible endpoint: OpenAI, Azure, vLLM, ...
     REFERENCE = "reference"  # the task's own reference solution, no call, no cost
     REPLAY = "replay"  # replies recorded earlier, from a JSONL file
@@ -66,7 +69,10 @@ class TeacherSettings(BaseSettings):
     # default system prompt): byte-level BPE never makes more tokens than bytes.
     reserve_overhead_tokens: int = Field(64, ge=0)
     resume_interval_s: float = Field(
-        300.0, gt=0, description="how often the worker retries tasks waiting for budget/teacher"
+        300.0,
+        gt=0,
+        description="how often beat sends scheduler.teacher_resume (retry tasks waiting for"
+        " budget/teacher)",
     )
 
     prices: dict[str, Price] = Field(

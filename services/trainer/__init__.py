@@ -6,7 +6,7 @@ Where things are:
 - ``config``      the one documented configuration object (``TRAINER_*``)
 - ``runs``        ``main(config, trigger)``: one run, end to end, with crash-safe bookkeeping
 - ``worker``      the Celery edge (``trainer.train`` on the ``train`` queue, solo pool)
-- ``schedule``    Celery beat's trigger (``services/beat.py`` installs it); ``trigger`` decides
+- ``trigger``     whether a scheduled run is due (services/scheduler/training.py asks it)
 - ``selection``   which examples a run trains on, and the held-out data that judges it
 - ``encoding``, ``loop``  tokenization with target-only loss + EOS, and the peft training loop
 - ``artifacts``   staging, atomic publication and content hashes of version directories

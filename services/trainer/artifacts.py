@@ -17,6 +17,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import Conflict, InvalidInput
@@ -68,9 +69,17 @@ def check_complete(directory: Path) -> None:
         )
 
 
-def publish(staging: Path, root: Path, make_name: Callable[[str], str]) -> tuple[Path, str, str]:
-    """Move a fully written staging directory to ``root/make_name(hash)``. Returns (path, name,
-    content hash).
+@dataclass(frozen=True)
+class Published:
+    """A version's artifact where it now lies for good."""
+
+    path: Path  # resolved
+    name: str  # the version's name, also its directory's
+    digest: str  # content_hash of the directory
+
+
+def publish(staging: Path, root: Path, make_name: Callable[[str], str]) -> Published:
+    """Move a fully written staging directory to ``root/make_name(hash)``.
 
     The hash is taken before the rename and the final directory must not exist: versions are
     never overwritten."""
@@ -88,7 +97,7 @@ def publish(staging: Path, root: Path, make_name: Callable[[str], str]) -> tuple
         os.fsync(fd)  # make the rename itself durable
     finally:
         os.close(fd)
-    return final.resolve(), name, digest
+    return Published(final.resolve(), name, digest)
 
 
 def verify(path: str | Path, expected_hash: str) -> None:

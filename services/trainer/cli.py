@@ -81,6 +81,7 @@ def _train(args: argparse.Namespace) -> int:
     import uuid
 
     from services.trainer.watch import follow, from_database
+    from shared.enums import TrainingRunStatus, TrainingTrigger
     from shared.errors import InvalidInput
 
     overrides = parse_overrides(args.set)
@@ -101,7 +102,9 @@ def _train(args: argparse.Namespace) -> int:
         request_id = f"cli-{uuid.uuid4().hex}"
         done: dict = {}
         worker = threading.Thread(
-            target=lambda: done.setdefault("reply", main(config, "manual", request_id=request_id))
+            target=lambda: done.setdefault(
+                "reply", main(config, TrainingTrigger.MANUAL, request_id=request_id)
+            )
         )
         worker.start()
         if args.no_progress:
@@ -115,7 +118,7 @@ def _train(args: argparse.Namespace) -> int:
         from shared.queues import TRAINER_TRAIN
         from shared.schemas.messages import TrainRequest
 
-        sent = TRAINER_TRAIN.send(TrainRequest(trigger="manual"))
+        sent = TRAINER_TRAIN.send(TrainRequest(trigger=TrainingTrigger.MANUAL))
         deadline = time.monotonic() + args.timeout
         if not args.no_progress:
             follow(
@@ -126,7 +129,7 @@ def _train(args: argparse.Namespace) -> int:
     status = reply.status.value if reply.status else "not started"
     run = f"run {reply.run_id}" if reply.run_id else "no run"
     print(f"{run}: {status}: {reply.detail}")
-    return 0 if reply.status is not None and reply.status.value in ("promoted", "rejected") else 1
+    return 0 if reply.status in (TrainingRunStatus.PROMOTED, TrainingRunStatus.REJECTED) else 1
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -155,18 +158,18 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _row(adapter, active_id: int | None) -> dict[str, Any]:
-    gate = (adapter.metrics or {}).get("gate") or {}
+    gate = adapter.metrics.gate
     summary = "-"
-    if gate:
-        c, a = gate.get("candidate", {}), gate.get("active", {})
+    if gate is not None:
+        c, a = gate.candidate, gate.active
 
         def fmt(v, spec):
             return format(v, spec) if v is not None else "n/a"
 
         summary = (
-            f"nll {fmt(c.get('nll'), '.3f')}/{fmt(a.get('nll'), '.3f')}"
-            f" pass {fmt(c.get('pass_at_1'), '.2f')}/{fmt(a.get('pass_at_1'), '.2f')}"
-            f" {'pass' if gate.get('promote') else 'fail'}"
+            f"nll {fmt(c.nll, '.3f')}/{fmt(a.nll, '.3f')}"
+            f" pass {fmt(c.pass_at_1, '.2f')}/{fmt(a.pass_at_1, '.2f')}"
+            f" {'pass' if gate.promote else 'fail'}"
         )
     return {
         "id": adapter.id,

@@ -9,7 +9,7 @@ Groups
 ------
 Trigger
     ``min_new_examples`` (N), ``interval_minutes`` (T), ``check_interval_s``,
-    ``failure_backoff_minutes``: Celery beat looks every ``check_interval_s``; a run starts when at
+    ``failure_backoff_minutes``: the scheduler looks every ``check_interval_s``; a run starts when at
     least N new training examples arrived since the last finished run, or T minutes passed since
     it with at least one new example; after a failed run, scheduled runs wait a while.
 Lease
@@ -78,7 +78,10 @@ class TrainerConfig(BaseSettings):
         60.0, gt=0, description="T: or once this many minutes passed with any new example"
     )
     check_interval_s: float = Field(
-        60.0, gt=0, description="how often Celery beat evaluates the trigger"
+        60.0,
+        gt=0,
+        description="how often beat sends scheduler.training_check (lease recovery and the"
+        " trigger)",
     )
     failure_backoff_minutes: float = Field(
         10.0, ge=0, description="after a failed run, scheduled runs wait this long"

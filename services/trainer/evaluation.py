@@ -13,7 +13,7 @@ from typing import Any
 
 from services.trainer import selection
 from services.trainer.config import TrainerConfig
-from services.trainer.gate import GateProgress, GateResult, RunPrograms, evaluate
+from services.trainer.gate import Contender, GateProgress, GateResult, RunPrograms, evaluate
 from shared.db import session_scope
 from shared.registry import get_active
 from shared.student_settings import get_student_settings
@@ -23,7 +23,7 @@ from shared.vllm_client import VllmClient, ensure_loaded
 def run_gate(
     config: TrainerConfig,
     base_model: str,
-    candidate: tuple[int, str, str],
+    candidate: Contender,
     *,
     client: Any = None,
     run_programs: RunPrograms | None = None,
@@ -31,7 +31,7 @@ def run_gate(
     inside_task: bool = False,
     on_progress: GateProgress | None = None,
 ) -> GateResult:
-    """Compare ``candidate`` (id, name, artifact path) on the held-out split. ``on_progress``
+    """Compare ``candidate`` with the active version on the held-out split. ``on_progress``
     hears (side, programs with a verdict, programs) as the executor's verdicts come in."""
     student = get_student_settings()
     client = client or gate_client(config, student.urls[0])
@@ -61,13 +61,13 @@ def run_gate(
         tasks = selection.heldout_tasks(session, config.gate_max_tasks)
         examples = selection.heldout_examples(session, config.variants, config.gate_max_examples)
         active = get_active(session)
-        active_side = (active.id, active.name, active.artifact_path) if active else None
+        active_side = Contender(active.id, active.name, active.artifact_path) if active else None
     url = client.urls[0]
-    client.load_adapter(url, candidate[1], candidate[2])
+    client.load_adapter(url, candidate.name, candidate.path)
     try:
         if active_side is not None:
             # A restarted replica lost its runtime adapters; the active one must answer.
-            ensure_loaded(client, active_side[1], active_side[2])
+            ensure_loaded(client, active_side.name, active_side.path)
         return evaluate(
             config,
             base_model=base_model,
@@ -81,7 +81,7 @@ def run_gate(
             on_side=on_side,
         )
     finally:
-        client.unload_adapter(url, candidate[1])
+        client.unload_adapter(url, candidate.name)
 
 
 def gate_client(config: TrainerConfig, url: str) -> VllmClient:

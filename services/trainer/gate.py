@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from services.trainer.config import TrainerConfig
 from services.trainer.encoding import Pair
 from services.trainer.selection import HeldoutTask
+from shared.schemas.training import GateFigures, GateRecord
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +43,23 @@ class Program:
     tests: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Contender:
+    """An adapter version on one side of the gate: its id, its served name, its files."""
+
+    adapter_id: int
+    name: str
+    path: str
+
+
 # Runs programs and says, in order, whether each passed all its tests.
 RunPrograms = Callable[[Sequence[Program]], list[bool]]
 # (side, programs with a verdict, programs): the gate's own phase in the run's live progress.
 GateProgress = Callable[[str, int, int], None]
 
 
-@dataclass
-class Figures:
-    side: str  # "candidate" or "active"
-    model: str  # the served name that answered
-    adapter_id: int | None
-    pass_at_1: float | None = None
-    passed: int = 0
-    tasks: int = 0
-    nll: float | None = None
-    nll_tokens: int = 0
-    nll_examples: int = 0
-    failed_task_ids: list[int] = field(default_factory=list)
+# One side's figures, filled in as the gate runs; stored as they are in the gate record.
+Figures = GateFigures
 
 
 @dataclass(frozen=True)
@@ -143,25 +143,25 @@ class GateResult:
     candidate: Figures
     active: Figures
 
-    def record(self, config: TrainerConfig) -> dict[str, Any]:
-        """What is stored in ``training_runs.gate``."""
-        return {
-            "promote": self.decision.promote,
-            "reason": self.decision.reason,
-            "primary_metric": config.gate_primary_metric,
-            "pass_tolerance": config.gate_pass_tolerance,
-            "min_nll_improvement": config.gate_min_nll_improvement,
-            "candidate": asdict(self.candidate),
-            "active": asdict(self.active),
-        }
+    def record(self, config: TrainerConfig) -> GateRecord:
+        """What is stored in ``training_runs.gate`` (and copied into the version's metrics)."""
+        return GateRecord(
+            promote=self.decision.promote,
+            reason=self.decision.reason,
+            primary_metric=config.gate_primary_metric,
+            pass_tolerance=config.gate_pass_tolerance,
+            min_nll_improvement=config.gate_min_nll_improvement,
+            candidate=self.candidate,
+            active=self.active,
+        )
 
 
 def evaluate(
     config: TrainerConfig,
     *,
     base_model: str,
-    candidate: tuple[int, str, str],
-    active: tuple[int, str, str] | None,
+    candidate: Contender,
+    active: Contender | None,
     served_base_name: str,
     tasks: Sequence[HeldoutTask],
     examples: Sequence[Pair],
@@ -169,17 +169,17 @@ def evaluate(
     run_programs: RunPrograms,
     on_side: Callable[[str, int], None] | None = None,
 ) -> GateResult:
-    """Compare ``candidate`` (id, name, path) with ``active`` (or the base model when None).
+    """Compare ``candidate`` with ``active`` (or the base model when None).
 
     The candidate must already be loaded into the server under its name; the caller loads and
     unloads it."""
     from services.trainer.nll import mean_nll
 
-    cand = Figures("candidate", candidate[1], candidate[0])
+    cand = Figures(side="candidate", model=candidate.name, adapter_id=candidate.adapter_id)
     act = (
-        Figures("active", active[1], active[0])
+        Figures(side="active", model=active.name, adapter_id=active.adapter_id)
         if active is not None
-        else Figures("active", served_base_name, None)
+        else Figures(side="active", model=served_base_name, adapter_id=None)
     )
     for side in (cand, act):
         if tasks:
@@ -189,7 +189,7 @@ def evaluate(
     scores = mean_nll(
         config,
         base_model,
-        {"candidate": candidate[2], "active": active[2] if active is not None else None},
+        {"candidate": candidate.path, "active": active.path if active is not None else None},
         examples,
     )
     for side, key in ((cand, "candidate"), (act, "active")):

@@ -20,6 +20,7 @@ from typing import Any
 from services.trainer.config import TrainerConfig
 from services.trainer.encoding import Encoded, Pair, collate, encode_pairs, pad_id
 from shared.errors import InvalidInput
+from shared.schemas.training import LossPoint
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ StepCallback = Callable[[StepInfo], None]
 
 @dataclass
 class TrainResult:
-    loss_curve: list[dict[str, float]]
+    loss_curve: list[LossPoint]
     steps: int
     examples: int
     tokens: int  # non-padding tokens through forward and backward, all epochs
@@ -205,7 +206,7 @@ def run_loop(
     total = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total))
     model.train()
-    curve: list[dict[str, float]] = []
+    curve: list[LossPoint] = []
     tokens = target_tokens = step = 0
     lengths = [len(e.input_ids) for e in examples] if config.group_by_length else None
     started = time.perf_counter()
@@ -225,7 +226,7 @@ def run_loop(
             value = float(loss.detach())
             tokens += sum(len(e.input_ids) for e in chunk)
             target_tokens += sum(e.target_tokens for e in chunk)
-            curve.append({"step": step, "epoch": epoch + 1, "loss": round(value, 6), "lr": lr})
+            curve.append(LossPoint(step=step, epoch=epoch + 1, loss=round(value, 6), lr=lr))
             if on_step is not None:
                 elapsed = time.perf_counter() - started
                 on_step(StepInfo(step, total, epoch + 1, config.epochs, value, tokens, elapsed))

@@ -3,7 +3,8 @@
 A run holds a database lease (``lease_expires_at``) that its heartbeat moves forward together
 with the Redis lock. Two ways a dead run is found:
 
-- :func:`fail_expired` (any process, any time: beat's trigger check, the worker before each run):
+- :func:`fail_expired` (any process, any time: the scheduler's training check, the worker before
+  each run):
   a running run whose lease passed without a heartbeat.
 - :func:`fail_orphans` (only while holding the training lock): every other running run, since
   the lock being free means its holder is gone.
@@ -20,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.enums import AdapterStatus, TrainingRunStatus
-from shared.events import publish_after_commit
+from shared.events import TrainingRunChanged, publish_after_commit
 from shared.models import Adapter, TrainingRun
 from shared.models.base import utcnow
 
@@ -39,7 +40,7 @@ def _fail(session: Session, run: TrainingRun, error: str, now: datetime) -> None
         ):
             adapter.status = AdapterStatus.FAILED
             adapter.status_reason = f"training run {run.id} failed: {error}"[:2000]
-    publish_after_commit(session, "training.run", run_id=run.id, status=run.status.value)
+    publish_after_commit(session, TrainingRunChanged(run_id=run.id, status=run.status))
 
 
 def fail_expired(session: Session, now: datetime | None = None) -> list[int]:

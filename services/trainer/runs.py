@@ -34,18 +34,19 @@ from sqlalchemy import select, update
 from services.trainer import artifacts, recovery, selection, trigger, versions
 from services.trainer.config import TrainerConfig
 from services.trainer.evaluation import run_gate
-from services.trainer.gate import RunPrograms
+from services.trainer.gate import Contender, RunPrograms
 from services.trainer.lease import LeaseLost, LockBusy, TrainingLease
 from services.trainer.loop import StepInfo
 from shared.db import session_scope
-from shared.enums import AdapterStatus, TrainingPhase, TrainingRunStatus
+from shared.enums import AdapterStatus, TrainingPhase, TrainingRunStatus, TrainingTrigger
 from shared.errors import Conflict, PersdError
-from shared.events import publish, publish_after_commit
+from shared.events import TrainingProgressed, TrainingRunChanged, publish, publish_after_commit
 from shared.models import TrainingRun
 from shared.models.base import utcnow
 from shared.registry import get_active, mark_failed
 from shared.schemas.messages import TrainReply
 from shared.schemas.progress import TrainingProgress
+from shared.schemas.training import AdapterMetrics, LossPoint, TrainingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class _Progress:
     def __init__(self, lease: TrainingLease, run_id: int) -> None:
         self.lease = lease
         self.run_id = run_id
-        self.curve: list[dict[str, float]] = []
+        self.curve: list[LossPoint] = []
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._state = TrainingProgress(phase=TrainingPhase.PREPARING, updated_at=utcnow())
@@ -107,7 +108,7 @@ class _Progress:
 
     def step(self, info: StepInfo) -> None:
         with self._lock:
-            self.curve.append({"step": info.step, "epoch": info.epoch, "loss": round(info.loss, 6)})
+            self.curve.append(LossPoint(step=info.step, epoch=info.epoch, loss=round(info.loss, 6)))
             rate = info.tokens / info.seconds if info.seconds > 0 else None
             per_step = info.seconds / info.step if info.step else None
             self._update(
@@ -137,7 +138,7 @@ class _Progress:
         )
         self._version += 1
 
-    def snapshot(self) -> list[dict[str, float]]:
+    def snapshot(self) -> list[LossPoint]:
         with self._lock:
             return list(self.curve)
 
@@ -164,7 +165,8 @@ class _Progress:
                 self._write()
 
     def _write(self) -> None:
-        state = self.current().model_dump(mode="json")
+        current = self.current()
+        state = current.model_dump(mode="json")
         try:
             with session_scope() as session:
                 session.execute(
@@ -173,7 +175,7 @@ class _Progress:
         except Exception as exc:  # noqa: BLE001 - progress is a view; the run goes on
             log.warning("could not record the progress of run %s: %s", self.run_id, exc)
             return
-        publish("training.progress", run_id=self.run_id, progress=state)
+        publish(TrainingProgressed(run_id=self.run_id, progress=current))
 
 
 def _heartbeat(run_id: int, lease_s: float, progress: _Progress) -> bool:
@@ -215,7 +217,7 @@ def _finish(run_id: int, status: TrainingRunStatus, **values: Any) -> bool:
                 f"training run {run_id} failed: {values.get('error', '')}",
                 only_from=(AdapterStatus.TRAINING, AdapterStatus.EVALUATING),
             )
-        publish_after_commit(session, "training.run", run_id=run_id, status=status.value)
+        publish_after_commit(session, TrainingRunChanged(run_id=run_id, status=status))
         return True
 
 
@@ -231,7 +233,7 @@ def find_by_request(request_id: str) -> TrainingRun | None:
 
 def main(
     config: TrainerConfig,
-    trigger_name: str = "manual",
+    trigger_name: TrainingTrigger = TrainingTrigger.MANUAL,
     *,
     request_id: str | None = None,
     inside_task: bool = False,
@@ -239,6 +241,7 @@ def main(
 ) -> Outcome:
     """Run one training cycle if it is due (always for ``manual``). Never raises for a failed
     run: the outcome says what happened and the run row keeps the details."""
+    trigger_name = TrainingTrigger(trigger_name)  # a plain "manual" is fine; "daily" is named
     hooks = hooks or Hooks()
     if request_id is not None:
         done = find_by_request(request_id)
@@ -261,7 +264,7 @@ def main(
 
 def _locked(
     config: TrainerConfig,
-    trigger_name: str,
+    trigger_name: TrainingTrigger,
     request_id: str | None,
     inside_task: bool,
     hooks: Hooks,
@@ -292,12 +295,12 @@ class _Selected:
 
 
 def _select(
-    config: TrainerConfig, trigger_name: str, request_id: str | None
+    config: TrainerConfig, trigger_name: TrainingTrigger, request_id: str | None
 ) -> _Selected | Outcome:
     """Phase 1: is the trigger still due, which examples, which parent; then the run row."""
     base_model = config.resolved_base_model
     with session_scope() as session:
-        if trigger_name != "manual":
+        if trigger_name is not TrainingTrigger.MANUAL:
             state = trigger.evaluate(session, config)
             if not state.due:
                 return Outcome(None, None, state.detail)
@@ -329,7 +332,7 @@ def _select(
         session.add(run)
         session.flush()
         publish_after_commit(
-            session, "training.run", run_id=run.id, status=TrainingRunStatus.RUNNING.value
+            session, TrainingRunChanged(run_id=run.id, status=TrainingRunStatus.RUNNING)
         )
         return _Selected(
             run.id,
@@ -369,9 +372,9 @@ class _Cycle:
         self.progress.start()
         try:
             result = self.train()
-            path, name, digest = self.store()
-            adapter_id = self.register(result, path, name, digest)
-            gate = self.gate(adapter_id, name, path, digest)
+            artifact = self.store()
+            adapter_id = self.register(result, artifact)
+            gate = self.gate(adapter_id, artifact)
             if not gate.decision.promote:
                 return self.reject(adapter_id, gate)
             return self.promote(adapter_id, gate)
@@ -406,28 +409,28 @@ class _Cycle:
         self.lease.check()
         return result
 
-    def store(self) -> tuple[Path, str, str]:
-        """Phase 3: publish the staging directory as the version's artifact (path, name, hash)."""
+    def store(self) -> artifacts.Published:
+        """Phase 3: publish the staging directory as the version's artifact."""
         run_id = self.run_id
-        path, name, digest = artifacts.publish(
+        published = artifacts.publish(
             self.staging, self.root, lambda h: versions.version_name(run_id, h)
         )
         self.staging = None
         self.trained = True
         self.clock.mark("train_s")
-        return path, name, digest
+        return published
 
-    def register(self, result, path: Path, name: str, digest: str) -> int:
+    def register(self, result, artifact: artifacts.Published) -> int:
         """Phase 4: the version row (evaluating), linked to the run with its loss curve."""
         with session_scope() as session:
             adapter = versions.register(
                 session,
-                name=name,
+                name=artifact.name,
                 base_model=self.base_model,
-                artifact_path=str(path),
-                content_hash=digest,
+                artifact_path=str(artifact.path),
+                content_hash=artifact.digest,
                 parent_id=self.selected.chosen.parent_id,
-                metrics={"training": _training_metrics(result)},
+                metrics=AdapterMetrics(training=_training_metrics(result)),
             )
             updated = session.execute(
                 update(TrainingRun)
@@ -444,17 +447,17 @@ class _Cycle:
                 raise LeaseLost(f"run {self.run_id} was failed by recovery while it trained")
             return adapter.id
 
-    def gate(self, adapter_id: int, name: str, path: Path, digest: str):
+    def gate(self, adapter_id: int, artifact: artifacts.Published):
         """Phase 5: the held-out comparison of candidate and active version."""
         self.progress.phase(TrainingPhase.EVALUATING)
         _phase(self.hooks, "evaluating", self.run_id)
         # The files are checked again right before the gate: a version is judged (and later
         # loaded) only if it is byte for byte what was registered.
-        artifacts.verify(path, digest)
+        artifacts.verify(artifact.path, artifact.digest)
         gate = run_gate(
             self.config,
             self.base_model,
-            (adapter_id, name, str(path)),
+            Contender(adapter_id, artifact.name, str(artifact.path)),
             client=self.hooks.client,
             run_programs=self.hooks.run_programs,
             served_base_name=self.hooks.served_base_name,
@@ -534,24 +537,26 @@ def _train(config, pairs, staging, base_model, parent_path, on_step):
     )
 
 
-def _training_metrics(result) -> dict[str, Any]:
-    return {
-        "examples": result.examples,
-        "skipped_too_long": result.skipped_too_long,
-        "steps": result.steps,
-        "tokens": result.tokens,
-        "target_tokens": result.target_tokens,
-        "seconds": round(result.seconds, 3),
-        "tokens_per_s": round(result.tokens_per_s, 1),
-        "final_loss": result.loss_curve[-1]["loss"] if result.loss_curve else None,
-        "device": result.device,
-        "dtype": result.dtype,
-        "lora": result.lora,
-    }
+def _training_metrics(result) -> TrainingMetrics:
+    return TrainingMetrics(
+        examples=result.examples,
+        skipped_too_long=result.skipped_too_long,
+        steps=result.steps,
+        tokens=result.tokens,
+        target_tokens=result.target_tokens,
+        seconds=round(result.seconds, 3),
+        tokens_per_s=round(result.tokens_per_s, 1),
+        final_loss=result.loss_curve[-1].loss if result.loss_curve else None,
+        device=result.device,
+        dtype=result.dtype,
+        lora=result.lora,
+    )
 
 
 def _merge_metrics(session, adapter_id: int, **parts: Any) -> None:
+    """Set some parts of a version's metrics (``gate``, ``timings``), keeping the others."""
     from shared.models import Adapter
 
     adapter = session.get(Adapter, adapter_id)
-    adapter.metrics = {**(adapter.metrics or {}), **parts}
+    # A new object, not a change in place: the ORM sees an assignment.
+    adapter.metrics = adapter.metrics.model_copy(update=parts)

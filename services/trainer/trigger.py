@@ -17,14 +17,14 @@ from sqlalchemy.orm import Session
 
 from services.trainer.config import TrainerConfig
 from services.trainer.selection import count_new, last_finished_run
-from shared.enums import TrainingRunStatus
+from shared.enums import TrainingRunStatus, TrainingTrigger
 from shared.models import TrainingRun
 from shared.models.base import utcnow
 
 
 @dataclass(frozen=True)
 class TriggerState:
-    reason: str | None  # "count", "interval", or None when not due
+    reason: TrainingTrigger | None  # count or interval; None when not due (never manual)
     new_examples: int
     since_id: int
     minutes_waited: float | None
@@ -71,10 +71,10 @@ def evaluate(session: Session, config: TrainerConfig, now: datetime | None = Non
     start = _aware(last.finished_at) if last is not None and last.finished_at else _aware(oldest)
     waited = (now - start).total_seconds() / 60
     if new >= config.min_new_examples:
-        reason = "count"
+        reason = TrainingTrigger.COUNT
         detail = f"{new} new example(s) >= {config.min_new_examples}"
     elif waited >= config.interval_minutes:
-        reason = "interval"
+        reason = TrainingTrigger.INTERVAL
         detail = f"{waited:.1f} min >= {config.interval_minutes:g} min with {new} new example(s)"
     else:
         reason = None

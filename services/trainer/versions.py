@@ -23,13 +23,12 @@ identity (name, path, content hash, parent) is immutable; a run in training has 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.enums import AdapterStatus
-from shared.events import publish_after_commit
+from shared.events import AdapterRegistered, AdapterStatusChanged, publish_after_commit
 from shared.models import Adapter
 from shared.registry import (
     check_promotable,
@@ -39,6 +38,7 @@ from shared.registry import (
     send_promotion,
 )
 from shared.schemas.messages import PromoteReply
+from shared.schemas.training import AdapterMetrics
 
 
 def version_name(run_id: int, digest: str) -> str:
@@ -54,7 +54,7 @@ def register(
     artifact_path: str,
     content_hash: str,
     parent_id: int | None,
-    metrics: dict[str, Any],
+    metrics: AdapterMetrics,
     status: AdapterStatus = AdapterStatus.EVALUATING,
 ) -> Adapter:
     """A new version row (``evaluating`` for the trainer's runs, ``experiment`` for
@@ -70,7 +70,7 @@ def register(
     )
     session.add(adapter)
     session.flush()
-    publish_after_commit(session, "adapter.registered", adapter_id=adapter.id, name=name)
+    publish_after_commit(session, AdapterRegistered(adapter_id=adapter.id, name=name))
     return adapter
 
 
@@ -91,7 +91,7 @@ def set_status(
         .execution_options(synchronize_session="fetch")
     )
     if result.rowcount == 1:
-        publish_after_commit(session, "adapter.status", adapter_id=adapter_id, status=status.value)
+        publish_after_commit(session, AdapterStatusChanged(adapter_id=adapter_id, status=status))
         return True
     return False
 

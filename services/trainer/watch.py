@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from shared.enums import TrainingRunStatus
 from shared.schemas.progress import TrainingProgress
 
 
@@ -101,6 +102,10 @@ def running_from_api(client: Any) -> tuple[int, TrainingProgress] | None:
     if reply.status_code != 200:
         return None
     items = reply.json().get("items") or []
-    if not items or items[0]["status"] != "running" or not items[0].get("progress"):
+    if (
+        not items
+        or items[0]["status"] != TrainingRunStatus.RUNNING.value
+        or not items[0].get("progress")
+    ):
         return None
     return items[0]["id"], TrainingProgress.model_validate(items[0]["progress"])

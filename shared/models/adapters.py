@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, event
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.enums import AdapterAlias, AdapterStatus, TrainingRunStatus
+from shared.enums import AdapterAlias, AdapterStatus, TrainingRunStatus, TrainingTrigger
 from shared.errors import Conflict
-from shared.models.base import Base, created_at_column, enum_column, utcnow
+from shared.models.base import Base, PydanticJSON, created_at_column, enum_column, utcnow
+from shared.schemas.training import AdapterMetrics, GateRecord, LossPoint
 
 
 class Adapter(Base):
@@ -31,7 +32,9 @@ class Adapter(Base):
     status: Mapped[AdapterStatus] = enum_column(AdapterStatus, default=AdapterStatus.TRAINING)
     status_reason: Mapped[str | None] = mapped_column(Text)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("adapters.id"))
-    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[AdapterMetrics] = mapped_column(
+        PydanticJSON(AdapterMetrics), default=lambda: AdapterMetrics()
+    )
 
     __table_args__ = (Index("ix_adapters_status", "status"),)
 
@@ -71,15 +74,15 @@ class TrainingRun(Base):
     status: Mapped[TrainingRunStatus] = enum_column(
         TrainingRunStatus, default=TrainingRunStatus.RUNNING
     )
-    trigger: Mapped[str] = mapped_column(String(50))  # count, interval, manual
+    trigger: Mapped[TrainingTrigger] = enum_column(TrainingTrigger)
     config: Mapped[dict[str, Any]]
     examples_used: Mapped[int] = mapped_column(Integer, default=0)
     # Highest training_examples.id this run saw; "new examples" are those above it.
     examples_through_id: Mapped[int] = mapped_column(Integer, default=0)
-    loss_curve: Mapped[list[Any]] = mapped_column(default=list)
+    loss_curve: Mapped[list[LossPoint]] = mapped_column(PydanticJSON(list[LossPoint]), default=list)
     duration_s: Mapped[float | None] = mapped_column(Float)
     adapter_id: Mapped[int | None] = mapped_column(ForeignKey("adapters.id"))
-    gate: Mapped[dict[str, Any]] = mapped_column(default=dict)  # decision and both metric sets
+    gate: Mapped[GateRecord | None] = mapped_column(PydanticJSON(GateRecord))  # None: not gated
     # Live progress while running (shared.schemas.progress.TrainingProgress); the last one stays.
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)

@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import TypeAdapter
 from sqlalchemy import JSON, DateTime, Enum, MetaData, TypeDecorator, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -55,20 +55,22 @@ def created_at_column() -> Mapped[datetime]:
 
 
 class PydanticJSON(TypeDecorator):
-    """A JSON column holding one pydantic model: validated when written and when read, so a
-    row's document always has its model's shape (the database sees plain JSON)."""
+    """A JSON column holding one pydantic model (or a type of them, ``list[Model]``): validated
+    when written and when read, so a row's document always has its model's shape (the database
+    sees plain JSON)."""
 
     impl = JSON
     cache_ok = True
 
-    def __init__(self, model: type[BaseModel]) -> None:
+    def __init__(self, model: Any) -> None:
         super().__init__()
         self.model = model
+        self._adapter = TypeAdapter(model)
 
     def process_bind_param(self, value: Any, dialect: Any) -> Any:
         if value is None:
             return None
-        return self.model.model_validate(value).model_dump(mode="json")
+        return self._adapter.dump_python(self._adapter.validate_python(value), mode="json")
 
     def process_result_value(self, value: Any, dialect: Any) -> Any:
-        return None if value is None else self.model.model_validate(value)
+        return None if value is None else self._adapter.validate_python(value)

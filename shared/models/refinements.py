@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Float, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from shared.enums import ExampleVariant, RejectionReason, Split, ValidationOutcome
+from shared.enums import ExampleVariant, RejectionReason, Split, TeacherBackend, ValidationOutcome
 from shared.models.base import Base, created_at_column, enum_column
 
 
@@ -21,7 +21,7 @@ class Refinement(Base):
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"))
     round: Mapped[int] = mapped_column(Integer, default=1)  # retries with new feedback count up
-    teacher_backend: Mapped[str] = mapped_column(String(50))  # openai, reference, replay
+    teacher_backend: Mapped[TeacherBackend] = enum_column(TeacherBackend)
     teacher_model: Mapped[str] = mapped_column(String(200))
     prompt: Mapped[list[dict[str, Any]]]  # chat messages as sent
     reply: Mapped[str] = mapped_column(Text)

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from shared.enums import ExecutionOutcome, Forgery, TaskStatus, TestSet
+from shared.enums import AnswerSource, ExecutionOutcome, Forgery, TaskStatus, TestSet
 from shared.models.base import Base, created_at_column, enum_column, utcnow
 
 
@@ -50,7 +50,7 @@ class Task(Base):
     benchmark_match: Mapped[str | None] = mapped_column(String(200))
 
     answer_code: Mapped[str | None] = mapped_column(Text)
-    answer_source: Mapped[str | None] = mapped_column(String(20))  # "student" or "teacher"
+    answer_source: Mapped[AnswerSource | None] = enum_column(AnswerSource, nullable=True)
     hidden_passed: Mapped[bool | None]
 
     attempts: Mapped[list[Attempt]] = relationship(

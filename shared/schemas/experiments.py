@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.enums import ExperimentArm
+from shared.enums import ExperimentArm, TeacherBackend
 
 # Arms that train an adapter; BASE is measured as it is.
 TRAINED_ARMS = (
@@ -49,7 +49,7 @@ class ExperimentConfig(BaseModel):
     steps: int = Field(3, ge=1, le=10)
     pools: PoolSpec = PoolSpec()
     student_model: str = Field(description="the base model the stack serves")
-    teacher_backend: str = Field(description="reference (offline) or openai")
+    teacher_backend: TeacherBackend = Field(description="reference (offline) or openai")
     # Trainer settings every trained arm uses (TrainerConfig field -> value); the arm sets only
     # variant_mix and the point's seed.
     trainer: dict[str, Any] = Field(default_factory=dict)

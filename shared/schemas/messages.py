@@ -6,11 +6,16 @@ contract between services deployed at different times: add optional fields, neve
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.enums import ExecutionOutcome, TaskStatus, TrainingRunStatus, ValidationOutcome
+from shared.enums import (
+    ExecutionOutcome,
+    ExecutionSubject,
+    TaskStatus,
+    TrainingRunStatus,
+    TrainingTrigger,
+    ValidationOutcome,
+)
 from shared.schemas.testsuite import TestSuite
 
 # The largest program an ad-hoc run carries: a generated answer is a few KiB; the queue carries
@@ -56,7 +61,7 @@ class AttemptReply(Message):
 class ExecuteRequest(Message):
     """Run an attempt's or a refinement's code against its task's tests."""
 
-    subject: Literal["attempt", "refinement"]
+    subject: ExecutionSubject  # a plain "attempt" or "refinement" on the wire still parses
     subject_id: int = Field(gt=0)
 
 
@@ -106,7 +111,9 @@ class RefineReply(Message):
 
 
 class TrainRequest(Message):
-    trigger: Literal["count", "interval", "manual"] = "manual"
+    """Train now if due; a manual trigger trains whatever the scheduled trigger says."""
+
+    trigger: TrainingTrigger = TrainingTrigger.MANUAL
 
 
 class TrainReply(Message):
@@ -133,7 +140,8 @@ class PromoteReply(Message):
 
 class ReconcileRequest(Message):
     """Re-send the lost next message of every task stuck in an in-between state for longer than
-    ``deadline_s`` (services/reconciler.py): the database, not the broker, says what is due."""
+    ``deadline_s`` (services/scheduler/reconciler.py): the database, not the broker, says what
+    is due."""
 
     deadline_s: float = Field(ge=0)
     limit: int = Field(500, ge=1, le=100_000, description="tasks looked at per sweep")
@@ -144,3 +152,31 @@ class ReconcileReply(Message):
     resent: dict[TaskStatus, int]
     # Stuck tasks with nothing that could be re-sent (inconsistent rows; logged by the reconciler).
     skipped: list[int] = Field(default_factory=list)
+
+
+class TeacherResumeRequest(Message):
+    """Resume the tasks waiting for budget or a teacher whose obstacle is gone
+    (services/teacher/resume.py), ``batch`` tasks per transaction."""
+
+    batch: int = Field(500, ge=1, le=100_000)
+
+
+class TeacherResumeReply(Message):
+    resumed: list[int]  # moved back to refining, teacher.refine sent
+    waiting: list[int]  # still waiting: no teacher, no budget, or no round to resume
+
+
+class TrainingCheckRequest(Message):
+    """Fail runs whose lease expired, then send ``trainer.train`` if the scheduled trigger holds
+    and no run is in progress (services/scheduler/training.py)."""
+
+    # How long the trainer.train message this check sends stays valid: one the trainer did not
+    # take by then is stale, and a later check decides again.
+    train_expires_s: float = Field(120.0, gt=0)
+
+
+class TrainingCheckReply(Message):
+    recovered: list[int] = Field(default_factory=list)  # runs failed for an expired lease
+    trigger: TrainingTrigger | None = None  # the condition that held; None: not due
+    sent: bool = False  # whether trainer.train went out
+    detail: str = ""

@@ -12,6 +12,7 @@ from shared.db import session_scope
 from shared.enums import AdapterStatus, TrainingRunStatus
 from shared.errors import Conflict
 from shared.registry import artifact_hash, rollback_target
+from shared.schemas.training import AdapterMetrics, LossPoint
 from tests.api.conftest import bearer
 from tests.support import rows as f
 
@@ -20,13 +21,16 @@ def test_list_adapters_with_aliases_and_gate_figures(api, keys) -> None:
     with session_scope() as s:
         v1 = f.adapter(s, "persd-v1", AdapterStatus.RETIRED)
         v2 = f.adapter(
-            s, "persd-v2", AdapterStatus.ACTIVE, parent_id=v1.id, metrics={"pass@1": 0.41}
+            s,
+            "persd-v2",
+            AdapterStatus.ACTIVE,
+            parent_id=v1.id,
+            metrics=AdapterMetrics(training=f.training_metrics(steps=7)),
         )
         v3 = f.adapter(s, "persd-v3", AdapterStatus.REJECTED, status_reason="pass@1 0.38 < 0.41")
         f.alias(s, v2.id)
-        run = f.training_run(
-            s, adapter_id=v2.id, gate={"decision": "promote", "candidate": 0.41, "active": 0.36}
-        )
+        gate = f.gate_record(True, candidate=(7, 10, 1.5), active=(6, 10, 1.8), adapter_id=v2.id)
+        run = f.training_run(s, adapter_id=v2.id, gate=gate)
         run_id = run.id
     r = api.get("/v1/adapters", headers=bearer(keys["read"]))
     assert r.status_code == 200
@@ -37,11 +41,14 @@ def test_list_adapters_with_aliases_and_gate_figures(api, keys) -> None:
         (v1.id, "persd-v1", "retired", []),
     ]
     assert body[0]["status_reason"] == "pass@1 0.38 < 0.41"
-    assert body[1]["metrics"] == {"pass@1": 0.41}
+    assert body[1]["metrics"]["training"]["steps"] == 7
+    assert body[1]["metrics"]["gate"] is None  # the trainer copies it in; this factory did not
+    assert body[2]["metrics"] == {"training": None, "gate": None, "timings": {}, "experiment": None}
     assert body[1]["parent_version"] == v1.id
     assert body[1]["training_run_id"] == run_id
-    assert body[1]["gate"] == {"decision": "promote", "candidate": 0.41, "active": 0.36}
-    assert body[2]["gate"] == {} and body[2]["training_run_id"] is None
+    assert body[1]["gate"] == gate.model_dump(mode="json")
+    assert (body[1]["gate"]["promote"], body[1]["gate"]["candidate"]["pass_at_1"]) == (True, 0.7)
+    assert body[2]["gate"] is None and body[2]["training_run_id"] is None
 
 
 @pytest.mark.parametrize(
@@ -199,7 +206,9 @@ def test_rollback_direct_helper_refuses_without_active(db) -> None:
 def test_training_runs_newest_first_with_status_filter(api, keys) -> None:
     with session_scope() as s:
         v1 = f.adapter(s, "v1")
-        first = f.training_run(s, adapter_id=v1.id, loss_curve=[{"step": 10, "loss": 1.9}])
+        first = f.training_run(
+            s, adapter_id=v1.id, loss_curve=[LossPoint(step=10, epoch=1, loss=1.9, lr=2e-4)]
+        )
         failed = f.training_run(s, status=TrainingRunStatus.FAILED, loss_curve=[])
         ids = (first.id, failed.id, v1.id)
     h = bearer(keys["read"])
@@ -207,7 +216,8 @@ def test_training_runs_newest_first_with_status_filter(api, keys) -> None:
     assert [r["id"] for r in body["items"]] == [ids[1], ids[0]]
     run = body["items"][1]
     assert run["adapter_version"] == ids[2]
-    assert run["loss_curve"] == [{"step": 10, "loss": 1.9}]
+    assert run["loss_curve"] == [{"step": 10, "epoch": 1, "loss": 1.9, "lr": 2e-4}]
+    assert run["gate"] is None  # not gated
     assert run["examples_used"] == 120 and run["trigger"] == "count"
     only_failed = api.get("/v1/training-runs?status=failed", headers=h).json()
     assert [r["id"] for r in only_failed["items"]] == [ids[1]]

@@ -8,6 +8,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -170,7 +171,7 @@ def test_admin_promotes_an_adapter(page, keys, student, lora_dir) -> None:
 SHOTS = Path(os.environ.get("PERSD_SCREENSHOTS", "/tmp/persd-screenshots"))
 
 
-def _gated(version: int, promote: bool, cand: tuple, act: tuple) -> tuple[dict, dict]:
+def _gated(version: int, promote: bool, cand: tuple, act: tuple) -> tuple[Any, dict]:
     """A gate record and metrics shaped as the trainer stores them (runs.py, gate.py)."""
     from services.trainer.config import load_config
     from services.trainer.gate import Decision, Figures, GateResult
@@ -188,16 +189,16 @@ def _gated(version: int, promote: bool, cand: tuple, act: tuple) -> tuple[dict, 
     ):
         sides.append(
             Figures(
-                side,
-                f"persd-v{version}" if side == "candidate" else "tiny-student",
-                adapter_id,
-                passed / tasks,
-                passed,
-                tasks,
-                nll,
-                4000 + 37 * version,
-                40,
-                list(range(100, 100 + tasks - passed)),
+                side=side,
+                model=f"persd-v{version}" if side == "candidate" else "tiny-student",
+                adapter_id=adapter_id,
+                pass_at_1=passed / tasks,
+                passed=passed,
+                tasks=tasks,
+                nll=nll,
+                nll_tokens=4000 + 37 * version,
+                nll_examples=40,
+                failed_task_ids=list(range(100, 100 + tasks - passed)),
             )
         )
     record = GateResult(Decision(promote, reason), *sides).record(load_config())
@@ -232,7 +233,7 @@ def test_adapters_and_training_runs_pages_read_well(page, keys) -> None:
     """One row per version with the headline figures, the rest behind <details>, nothing twice;
     a running run's progress (step/total, ETA, then the gate's phase) updating live."""
     from shared.enums import TrainingPhase, TrainingRunStatus
-    from shared.events import publish
+    from shared.events import TrainingProgressed, publish
     from shared.models import TrainingRun
 
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -245,7 +246,7 @@ def test_adapters_and_training_runs_pages_read_well(page, keys) -> None:
             status = AdapterStatus.ACTIVE if promote else AdapterStatus.REJECTED
             record, metrics = _gated(version, promote, cand, act)
             a = f.adapter(
-                s, f"persd-v{version}", status, metrics=metrics, status_reason=record["reason"]
+                s, f"persd-v{version}", status, metrics=metrics, status_reason=record.reason
             )
             curve = [
                 {"step": i, "epoch": 1 + i // 40, "loss": 2.5 / (1 + i / 20)} for i in range(80)
@@ -329,7 +330,7 @@ def test_adapters_and_training_runs_pages_read_well(page, keys) -> None:
     )
     with session_scope() as s:
         s.get(TrainingRun, running).progress = gate_progress
-    publish("training.progress", run_id=running, progress=gate_progress)
+    publish(TrainingProgressed(run_id=running, progress=gate_progress))
     page.wait_for_selector(f"#run-{running} .progress-line:text('evaluating 12/40')")
     assert page.inner_text(f"#run-{running} .progress-line") == (
         "evaluating 12/40 held-out tasks (candidate) · elapsed 6m50s"

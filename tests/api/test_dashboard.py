@@ -9,6 +9,7 @@ import pytest
 
 from shared.db import session_scope
 from shared.enums import AdapterStatus, TaskStatus
+from shared.schemas.training import LossPoint
 from tests.support import rows as f
 
 STATIC = Path(__file__).resolve().parents[2] / "services" / "api" / "static"
@@ -41,7 +42,7 @@ def seeded(db) -> dict[str, int]:
             error_type="AssertionError",
         )
         ref = f.refinement(s, a)
-        f.training_run(s, adapter_id=v2.id, gate={"decision": "promote", "candidate": 0.5})
+        f.training_run(s, adapter_id=v2.id, gate=f.gate_record(True, adapter_id=v2.id))
         return {"ref": ref.id, "v1": v1.id, "v2": v2.id}
 
 
@@ -139,13 +140,15 @@ def test_promote_buttons_only_for_admins_and_promotable_versions(api, keys, seed
         str(seeded["v2"])
     ]  # not the active v1, not the rejected v3
     assert 'id="rollback"' in as_admin
-    assert "<dt>decision</dt><dd>promote</dd>" in as_admin
+    # The run's gate record, behind the version's details: what the headline leaves out.
+    assert "<dt>primary_metric</dt><dd>nll</dd>" in as_admin
+    assert "<dt>candidate.nll_tokens</dt><dd>4000</dd>" in as_admin
 
 
 def test_training_runs_page_draws_loss_curves(api, keys, seeded) -> None:
     login(api, keys["read"])
     html = api.get("/dashboard/training-runs").text
-    assert 'data-series=\'[{"name": "loss", "points": [[0.0, 2.0], [1.0, 1.5],' in html
+    assert 'data-series=\'[{"name": "loss", "points": [[1.0, 2.0], [2.0, 1.5],' in html
 
 
 def test_every_asset_is_local(api) -> None:
@@ -158,13 +161,9 @@ def test_every_asset_is_local(api) -> None:
         assert "@import" not in text and "url(http" not in text, path
 
 
-def test_loss_curves_in_the_shapes_a_trainer_may_log() -> None:
+def test_a_loss_curve_is_drawn_as_step_and_loss() -> None:
     from services.api.serving.dashboard import loss_points
 
-    assert loss_points([2.0, 1.5]) == [[0.0, 2.0], [1.0, 1.5]]
-    assert loss_points([[10, 1.9], [20, 1.2]]) == [[10.0, 1.9], [20.0, 1.2]]
-    assert loss_points([{"step": 5, "loss": 0.7}, {"epoch": 1, "train_loss": 0.5}]) == [
-        [5.0, 0.7],
-        [1.0, 0.5],
-    ]
-    assert loss_points([{"lr": 1e-4}, None, "x", True]) == []  # nothing plottable
+    curve = [LossPoint(step=5, epoch=1, loss=0.7, lr=1e-4), LossPoint(step=6, epoch=2, loss=0.5)]
+    assert loss_points(curve) == [[5.0, 0.7], [6.0, 0.5]]
+    assert loss_points([]) == []

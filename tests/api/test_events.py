@@ -6,9 +6,12 @@ import json
 from collections.abc import Iterator
 
 import httpx
+import pytest
+from pydantic import ValidationError
 
 from services.api.serving.events import format_event
-from shared.events import publish
+from shared.enums import TaskStatus
+from shared.events import EVENT, TaskStatusChanged, publish
 from tests.api.conftest import bearer
 from tests.support import rows as f
 
@@ -35,7 +38,7 @@ def test_pipeline_events_reach_the_stream(live_server, keys) -> None:
         assert next(lines) == "retry: 3000"
         # From this first event on, nothing published is missed.
         assert _next_data(lines) == {"kind": "stream.subscribed"}
-        publish("task.status", task_id=7, status="passed")
+        publish(TaskStatusChanged(task_id=7, status=TaskStatus.PASSED))
         assert _next_data(lines, "task.status") == {
             "kind": "task.status",
             "task_id": 7,
@@ -59,3 +62,14 @@ def test_event_framing_keeps_one_message_per_event() -> None:
     assert format_event(b'{"kind": "x"}') == 'data: {"kind": "x"}\n\n'
     # A payload with a newline (not ours, but possible on a shared channel) stays one event.
     assert format_event("a\nb") == "data: a\ndata: b\n\n"
+
+
+def test_events_are_one_union_keyed_by_kind() -> None:
+    event = EVENT.validate_json(
+        '{"kind": "adapter.alias", "alias": "active", "adapter_id": 3, "previous_id": null}'
+    )
+    assert (type(event).__name__, event.adapter_id) == ("AdapterAliasMoved", 3)
+    with pytest.raises(ValidationError, match="does not match any of the expected tags"):
+        EVENT.validate_json('{"kind": "task.exploded", "task_id": 1}')
+    with pytest.raises(ValidationError, match="status"):
+        EVENT.validate_python({"kind": "task.status", "task_id": 1, "status": "sideways"})

@@ -57,3 +57,14 @@ def test_api_reference_page_is_local_and_lists_the_routes() -> None:
     ) in page.text
     assert "cdn" not in page.text.lower()
     assert client.get("/redoc").status_code == 404  # FastAPI's CDN-backed pages are off
+
+
+def test_the_openapi_document_describes_the_stream_events() -> None:
+    doc = TestClient(create_app()).get("/openapi.json").json()
+    stream = doc["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]
+    assert stream["text/event-stream"]["schema"] == {"$ref": "#/components/schemas/PipelineEvent"}
+    union = doc["components"]["schemas"]["PipelineEvent"]
+    kinds = set(union["discriminator"]["mapping"])
+    assert {"stream.subscribed", "task.status", "training.progress", "adapter.alias"} <= kinds
+    for ref in union["discriminator"]["mapping"].values():
+        assert ref.removeprefix("#/components/schemas/") in doc["components"]["schemas"]

@@ -19,7 +19,7 @@ from tests.support.clock import FakeClock
 from tests.support.poll import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = ("student", "executor", "teacher", "trainer")
+KINDS = ("student", "executor", "teacher", "trainer", "scheduler")
 
 
 @pytest.fixture
@@ -81,6 +81,7 @@ def test_a_stopped_executor_is_named_and_the_answer_is_cached(
         "executor": "no executor worker answered on queue execute within 3s",
         "teacher": "ok",
         "trainer": "ok",
+        "scheduler": "ok",
     }
 
 

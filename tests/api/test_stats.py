@@ -87,7 +87,7 @@ def test_stats_figures(api, keys, seeded) -> None:
     assert len(body["tasks_per_minute"]) == 60
     assert sum(p["count"] for p in body["tasks_per_minute"]) == 6
     assert body["tasks_per_minute"][-1]["count"] + body["tasks_per_minute"][-2]["count"] == 6
-    assert set(body["queue_depths"]) == {"student", "execute", "teacher", "train"}
+    assert set(body["queue_depths"]) == {"student", "execute", "teacher", "train", "scheduler"}
 
 
 def test_base_model_attempts_form_their_own_series(api, keys, db) -> None:
@@ -143,7 +143,13 @@ def test_queue_depths_count_every_priority_list_under_the_prefix(monkeypatch) ->
         client.rpush(f"{prefix}student\x06\x163", "m3")  # a priority-3 message
         client.rpush(f"{prefix}teacher", "m4")
         client.rpush(f"{env.REDIS_PREFIX}other:student", "m5")  # another deployment's queue
-        assert queue_depths(client) == {"student": 3, "execute": 0, "teacher": 1, "train": 0}
+        assert queue_depths(client) == {
+            "student": 3,
+            "execute": 0,
+            "teacher": 1,
+            "train": 0,
+            "scheduler": 0,
+        }
     finally:
         client.delete(
             f"{prefix}student",

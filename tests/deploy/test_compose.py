@@ -64,6 +64,7 @@ def test_every_persd_command_in_compose_exists() -> None:
         "executor",
         "teacher",
         "trainer",
+        "scheduler",
         "beat",
         "migrate",
         "student-server-cpu",
@@ -72,7 +73,10 @@ def test_every_persd_command_in_compose_exists() -> None:
     for service, argv in invocations:
         assert argv[0] in known, f"{service}: `persd {argv[0]}` is not a persd command"
         if argv[0] in {"worker", "ping"}:
-            assert argv[1] in {"student", "executor", "teacher", "trainer"}, (service, argv)
+            assert argv[1] in {"student", "executor", "teacher", "trainer", "scheduler"}, (
+                service,
+                argv,
+            )
     # The commands parse as persd would parse them (flags included).
     parser = build_parser()
     for _service, argv in invocations:
@@ -83,7 +87,7 @@ def test_required_secrets_fail_loudly() -> None:
     text = COMPOSE.read_text()
     assert "${POSTGRES_PASSWORD:?" in text
     compose = yaml.safe_load(text)
-    for name in ("api", "student", "executor", "teacher", "trainer", "beat"):
+    for name in ("api", "student", "executor", "teacher", "trainer", "scheduler", "beat"):
         deps = compose["services"][name]["depends_on"]
         assert deps["postgres"]["condition"] == "service_healthy", name
         assert deps["migrate"]["condition"] == "service_completed_successfully", name
@@ -100,7 +104,8 @@ ENTRY_MODULES = {
     ("worker", "teacher"): "services.teacher.worker",
     ("worker", "trainer"): "services.trainer.worker",
     ("worker", "executor"): "services.executor.worker",
-    ("beat",): "services.beat",
+    ("worker", "scheduler"): "services.scheduler.worker",
+    ("beat",): "services.scheduler.beat",
     ("api",): "services.api.main",
 }
 
@@ -146,7 +151,7 @@ def test_only_the_executor_has_and_needs_the_sandboxs_capabilities() -> None:
             assert "services.executor.slothost" in loaded or "services.executor.pool" in loaded
         else:
             assert loaded == [], f"{name} ({module}) loads {loaded}"
-    assert {"api", "student", "executor", "teacher", "trainer", "beat"} <= checked
+    assert {"api", "student", "executor", "teacher", "trainer", "scheduler", "beat"} <= checked
 
 
 def test_flower_is_an_opt_in_service_without_per_task_events() -> None:

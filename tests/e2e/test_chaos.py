@@ -4,8 +4,8 @@ brought back, Redis (a private redis-server) crashed and restarted. Afterwards e
 final, every validated example exists exactly once, and the active adapter answers.
 
 A SIGKILLed worker's message stays in the broker's unacked set for the visibility timeout (an
-hour), and a Redis restart loses every message: only the reconciler, run by a real beat with a
-deadline of seconds, can move those tasks on.
+hour), and a Redis restart loses every message: only the reconciler, sent by a real beat with a
+deadline of seconds and run by the scheduler worker, can move those tasks on.
 """
 
 from __future__ import annotations
@@ -144,7 +144,11 @@ def test_killed_workers_restarted_vllm_and_absent_teacher_lose_nothing(
     stack.start("executor")
     stack.start("teacher", teacher.env())
     stack.start("trainer", student | trainer)
-    beat = Beat(trainer | reconciler_env(interval_s=1, deadline_s=5), log_dir)
+    # The scheduler worker runs what beat sends: the reconciler, the teacher resume (it needs the
+    # teacher's settings to know whether it answers again) and the training check, whose lease
+    # recovery fails the killed run below.
+    stack.start("scheduler", teacher.env() | trainer)
+    beat = Beat(teacher.env() | trainer | reconciler_env(interval_s=1, deadline_s=5), log_dir)
     try:
         adapter = promote_memorising_adapter(tmp_path)
 
@@ -178,7 +182,8 @@ def test_killed_workers_restarted_vllm_and_absent_teacher_lose_nothing(
         stack.vllm.restart()
         assert set(finish(restarted).values()) == {S.REFINED}
 
-        # The trainer dies mid-run: beat's recovery fails the run, the active version stays.
+        # The trainer dies mid-run: the scheduler's lease recovery fails the run, the active
+        # version stays.
         TRAINER_TRAIN.send(TrainRequest(trigger="manual"))
         trainer_worker = stack.workers.get("trainer", student | trainer)
 
@@ -214,7 +219,8 @@ def test_a_redis_restart_loses_queued_and_held_messages_and_nothing_else(
     redis_server = RedisServer(tmp_path)
     redis_server.start()
     own = {"REDIS_URL": redis_server.url}
-    env = {"student": student_env(stack.vllm.env) | own, "executor": own}
+    # The scheduler worker runs the reconciler's sweeps that beat sends.
+    env = {"student": student_env(stack.vllm.env) | own, "executor": own, "scheduler": own}
     beat_env = own | reconciler_env(interval_s=1, deadline_s=3)
     running = {}
     beats: list[Beat] = []

@@ -86,7 +86,10 @@ def test_failed_tasks_are_refined_trained_on_promoted_and_then_passed(
     stack.start("executor")
     stack.start("teacher", TEACHER_REFERENCE)
     stack.start("trainer", student | trainer)
-    # The reconciler rides along as in production; its deadline is far above every hop here.
+    # Beat sends the training check every check_interval_s; the scheduler worker (with the
+    # trainer's settings, as in production) decides and sends trainer.train. The reconciler
+    # rides along as in production; its deadline is far above every hop here.
+    stack.start("scheduler", trainer)
     beat = Beat(trainer | reconciler_env(interval_s=5, deadline_s=120), log_dir)
 
     def progress() -> str:
@@ -155,7 +158,7 @@ def test_failed_tasks_are_refined_trained_on_promoted_and_then_passed(
         f"\ne2e: first submission -> first passing resubmission {elapsed:.1f}s;"
         f" resubmitted refined tasks passing {len(passed)}/{len(trained_again)} ({rate:.0%});"
         f" held-out resubmissions {[final[t] for t in again[: len(heldout)]]};"
-        f" run {run.id}: {run.duration_s:.1f}s, gate {run.gate['reason']}"
+        f" run {run.id}: {run.duration_s:.1f}s, gate {run.gate.reason}"
     )
     assert len(passed) >= math.ceil(0.9 * len(trained_again))
     with session_scope() as s:

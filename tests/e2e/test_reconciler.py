@@ -1,5 +1,5 @@
 """The reconciler on the real stack: tasks whose next message was lost, in every in-between
-status, are moved on by one sweep on the real student worker and reach a final state; beat runs
+status, are moved on by one sweep on the real scheduler worker and reach a final state; beat sends
 the sweep by itself."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import select
 
 from services.executor.api import ExecutorPool
-from services.reconciler import reconcile
+from services.scheduler.reconciler import reconcile
 from shared.db import session_scope
 from shared.enums import TaskStatus, ValidationOutcome
 from shared.models import Attempt, Refinement, Task
-from shared.queues import STUDENT_RECONCILE
+from shared.queues import SCHEDULER_RECONCILE
 from shared.schemas.messages import ReconcileReply, ReconcileRequest
 from tests.e2e.stuck import Rows
 from tests.e2e.support import (
@@ -95,8 +95,9 @@ def test_one_sweep_resends_what_each_stuck_status_lost_and_every_task_finishes(s
     stack.start("student", student_env(stack.vllm.env))
     stack.start("executor")
     stack.start("teacher", TEACHER_REFERENCE)
+    stack.start("scheduler")
 
-    reply = STUDENT_RECONCILE.send(ReconcileRequest(deadline_s=60)).get(timeout=60)
+    reply = SCHEDULER_RECONCILE.send(ReconcileRequest(deadline_s=60)).get(timeout=60)
     assert reply.resent == {
         S.QUEUED: 1,
         S.ATTEMPTING: 1,
@@ -134,7 +135,7 @@ def test_one_sweep_resends_what_each_stuck_status_lost_and_every_task_finishes(s
     assert statuses([ids["fresh"]]) == {ids["fresh"]: S.EXECUTING}  # nobody re-sent its message
 
     # Everything else is final: a sweep with no deadline only gives the fresh task its message.
-    reply = STUDENT_RECONCILE.send(ReconcileRequest(deadline_s=0)).get(timeout=60)
+    reply = SCHEDULER_RECONCILE.send(ReconcileRequest(deadline_s=0)).get(timeout=60)
     assert (reply.resent, reply.skipped) == ({S.EXECUTING: 1}, [])
     wait_until(
         lambda: statuses([ids["fresh"]])[ids["fresh"]] is S.PASSED, 60, "the fresh task passes"
@@ -150,6 +151,7 @@ def test_beat_sends_the_sweep_on_its_own(stack, log_dir) -> None:
         rows.attempt(task_id, spec, 1, spec.body, run=False)
     stack.start("student", student_env(stack.vllm.env))
     stack.start("executor")
+    stack.start("scheduler")
     beat = Beat(reconciler_env(interval_s=1, deadline_s=1), log_dir)
     try:
         wait_until(lambda: statuses([task_id])[task_id] is S.PASSED, 60, "beat's sweep", beat.log)

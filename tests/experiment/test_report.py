@@ -23,6 +23,7 @@ from shared.errors import Conflict
 from shared.models import Adapter, Experiment, ExperimentRun
 from shared.registry import set_alias
 from shared.schemas.experiments import ExperimentConfig, RunResult, TaskOutcome, Traffic
+from shared.schemas.training import AdapterMetrics
 from shared.student_settings import StudentSettings
 from shared.vllm_client import VllmClient
 
@@ -113,7 +114,7 @@ def test_experiment_versions_are_never_promoted_by_any_path(db) -> None:
             artifact_path="/nowhere",
             content_hash="0" * 64,
             parent_id=None,
-            metrics={},
+            metrics=AdapterMetrics(),
             status=AdapterStatus.EXPERIMENT,
         )
         version_id = version.id

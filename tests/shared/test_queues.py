@@ -14,6 +14,7 @@ SERVICES = {
     Queue.EXECUTE: "executor",
     Queue.TEACHER: "teacher",
     Queue.TRAIN: "trainer",
+    Queue.SCHEDULER: "scheduler",
 }
 
 
@@ -66,7 +67,13 @@ def test_configuration_is_json_only_and_at_least_once() -> None:
     assert conf.task_serializer == "json" and conf.accept_content == ["json"]
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
-    assert {q.name for q in conf.task_queues} == {"student", "execute", "teacher", "train"}
+    assert {q.name for q in conf.task_queues} == {
+        "student",
+        "execute",
+        "teacher",
+        "train",
+        "scheduler",
+    }
 
 
 def test_unknown_reply_times_out_cleanly() -> None:

@@ -29,6 +29,7 @@ from shared.models import (
     Task,
     TrainingRun,
 )
+from shared.schemas.training import GateFigures, GateRecord, LossPoint, TrainingMetrics
 
 ASSERTS = {"format": "asserts", "asserts": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]}
 
@@ -185,13 +186,70 @@ def refinement(
     return row
 
 
+def gate_record(
+    promote: bool = True,
+    *,
+    candidate: tuple[int, int, float] = (5, 8, 1.9),
+    active: tuple[int, int, float] = (4, 8, 2.1),
+    adapter_id: int | None = None,
+    reason: str = "held-out NLL 1.9000 < 2.1000",
+) -> GateRecord:
+    """A gate record as the trainer stores it; each side is (passed, tasks, NLL)."""
+
+    def side(name: str, figures: tuple[int, int, float]) -> GateFigures:
+        passed, tasks, nll = figures
+        return GateFigures(
+            side=name,
+            model=f"persd-v{adapter_id}" if name == "candidate" else "tiny-student",
+            adapter_id=adapter_id if name == "candidate" else None,
+            pass_at_1=passed / tasks,
+            passed=passed,
+            tasks=tasks,
+            nll=nll,
+            nll_tokens=4000,
+            nll_examples=40,
+        )
+
+    return GateRecord(
+        promote=promote,
+        reason=reason,
+        primary_metric="nll",
+        pass_tolerance=0.02,
+        min_nll_improvement=0.0,
+        candidate=side("candidate", candidate),
+        active=side("active", active),
+    )
+
+
+def training_metrics(**fields: Any) -> TrainingMetrics:
+    defaults: dict[str, Any] = {
+        "examples": 60,
+        "steps": 80,
+        "tokens": 83_000,
+        "target_tokens": 41_000,
+        "seconds": 300.0,
+        "tokens_per_s": 1100.5,
+        "final_loss": 0.42,
+        "device": "cpu",
+        "dtype": "float32",
+        "lora": {"r": 16, "alpha": 32},
+    }
+    return TrainingMetrics(**(defaults | fields))
+
+
+def loss_curve(*losses: float) -> list[LossPoint]:
+    return [
+        LossPoint(step=i, epoch=1, loss=loss, lr=1e-4) for i, loss in enumerate(losses, start=1)
+    ]
+
+
 def training_run(
     s: Session,
     *,
     status: TrainingRunStatus = TrainingRunStatus.PROMOTED,
     adapter_id: int | None = None,
-    loss_curve: list[Any] | None = None,
-    gate: dict[str, Any] | None = None,
+    loss_curve: list[LossPoint] | None = None,
+    gate: GateRecord | None = None,
     progress: dict[str, Any] | None = None,
 ) -> TrainingRun:
     row = TrainingRun(
@@ -199,12 +257,16 @@ def training_run(
         trigger="count",
         config={"lr": 1e-4, "epochs": 2},
         examples_used=120,
-        loss_curve=loss_curve if loss_curve is not None else [2.0, 1.5, 1.1, 0.9],
+        loss_curve=loss_curve if loss_curve is not None else _default_curve(),
         duration_s=None if status == TrainingRunStatus.RUNNING else 42.0,
         adapter_id=adapter_id,
-        gate=gate if gate is not None else {},
+        gate=gate,
         progress=progress,
     )
     s.add(row)
     s.flush()
     return row
+
+
+def _default_curve() -> list[LossPoint]:
+    return loss_curve(2.0, 1.5, 1.1, 0.9)

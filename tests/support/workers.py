@@ -19,6 +19,7 @@ QUEUE_OF = {
     "executor": Queue.EXECUTE,
     "teacher": Queue.TEACHER,
     "trainer": Queue.TRAIN,
+    "scheduler": Queue.SCHEDULER,
 }
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import update
 
 from services.teacher import flow
 from services.teacher.budget import Budget, Reservation
+from services.teacher.errors import BudgetExhausted
 from shared.db import session_scope
 from shared.models import Refinement
 from shared.schemas.messages import RefineRequest
@@ -49,12 +50,16 @@ def test_spent_today_and_reservations_gate_the_next_call(db) -> None:
     with session_scope() as s:
         spent, reserved = budget.status(s)
         assert (spent.tokens, spent.cost_usd, reserved.tokens) == (800, Decimal("0.002"), 0)
-        assert budget.reserve(s, 201) == (
+        with pytest.raises(BudgetExhausted) as refused:
+            budget.reserve(s, 201)
+        assert refused.value.message == (
             "daily token cap 1000 reached: 800 spent, 0 in flight, the next call may take 201"
         )
         held = budget.reserve(s, 150)
         assert isinstance(held, Reservation) and held.tokens == 150
-        assert budget.reserve(s, 51) == (
+        with pytest.raises(BudgetExhausted) as refused:
+            budget.reserve(s, 51)
+        assert refused.value.message == (
             "daily token cap 1000 reached: 800 spent, 150 in flight, the next call may take 51"
         )
         budget.release(held)
@@ -79,7 +84,9 @@ def test_money_cap_prices_reservations_at_the_dearer_rate(db) -> None:
     with session_scope() as s:
         # 250 tokens may all be output: 250 * $4 / 1M = $0.001, exactly what is left.
         assert isinstance(budget.reserve(s, 250), Reservation)
-        assert budget.reserve(s, 1) == (
+        with pytest.raises(BudgetExhausted) as refused:
+            budget.reserve(s, 1)
+        assert refused.value.message == (
             "daily cost cap $0.010 reached: $0.009000 spent, $0.001000 in flight,"
             " the next call may cost $0.000004"
         )
@@ -101,18 +108,21 @@ def test_a_dead_workers_reservation_expires(db) -> None:
 
 def test_concurrent_reservations_never_exceed_the_cap(db) -> None:
     budget = Budget(t.settings(daily_token_cap=1000))
-    granted: list[Reservation | str] = []
+    granted: list[Reservation] = []
+    refused: list[BudgetExhausted] = []
 
     def take() -> None:
         with session_scope() as s:
-            granted.append(budget.reserve(s, 300))
+            try:
+                granted.append(budget.reserve(s, 300))
+            except BudgetExhausted as exc:
+                refused.append(exc)
 
     threads = [threading.Thread(target=take) for _ in range(8)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    assert sum(isinstance(g, Reservation) for g in granted) == 3
+    assert (len(granted), len(refused)) == (3, 5)
     for g in granted:
-        if isinstance(g, Reservation):
-            budget.release(g)
+        budget.release(g)

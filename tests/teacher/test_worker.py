@@ -1,8 +1,9 @@
 """The teacher as deployed: a real Celery worker process (``persd worker teacher``) reading its
 settings from TEACHER_* variables, driven through Redis queues, calling the real vLLM server on
 the tiny student through the fault proxy. Its wrong answers exercise the rejection path; rounds
-follow each other through the queue; faults, the budget cap and resumption happen inside the
-worker; its log and the database never see the key."""
+follow each other through the queue; faults and the budget cap happen inside the worker, and the
+scheduler worker's resume sweep (as beat sends it) resumes a parked task; the teacher worker's
+log and the database never see the key."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from services.teacher import jobs
 from services.teacher.backends import OpenAIBackend
 from shared.db import session_scope
 from shared.enums import RejectionReason, TaskStatus, ValidationOutcome
-from shared.queues import TEACHER_REFINE
-from shared.schemas.messages import RefineRequest
+from shared.queues import SCHEDULER_TEACHER_RESUME, TEACHER_REFINE
+from shared.schemas.messages import RefineRequest, TeacherResumeReply, TeacherResumeRequest
 from tests.teacher import support as t
 from tests.teacher.proxy import Fault
 
@@ -39,7 +40,6 @@ def teacher_env(proxy, vllm_server, **extra: str) -> dict[str, str]:
         "TEACHER_BACKOFF_MAX": "1",
         "TEACHER_MAX_ROUNDS": "2",
         "TEACHER_PRICES": json.dumps({vllm_server.model: {"input": 0.5, "output": 1.5}}),
-        "TEACHER_RESUME_INTERVAL_S": "600",
     }
     return env | extra
 
@@ -101,12 +101,17 @@ def test_budget_cap_parks_then_the_worker_resumes_when_it_allows(
     reply = TEACHER_REFINE.send(RefineRequest(attempt_id=seeded.attempt_id)).get(timeout=60)
     assert (reply.refinement_id, reply.task_status) == (None, TaskStatus.BUDGET_EXHAUSTED)
     assert proxy.requests() == []
-    # A raised cap (a new day behaves the same): the worker's resume loop picks the task up.
-    worker = workers.restart(
-        "teacher",
-        env=env | {"TEACHER_DAILY_TOKEN_CAP": str(need), "TEACHER_RESUME_INTERVAL_S": "1"},
-    )
-    assert t.wait_status(seeded.task_id, {TaskStatus.UNREFINABLE}) is TaskStatus.UNREFINABLE
+    # A raised cap (a new day behaves the same): the scheduler's resume sweep, with the same
+    # settings, picks the task up and the teacher worker runs its round.
+    raised = env | {"TEACHER_DAILY_TOKEN_CAP": str(need)}
+    worker = workers.restart("teacher", env=raised)
+    try:
+        workers.restart("scheduler", env=raised)
+        sweep = SCHEDULER_TEACHER_RESUME.send(TeacherResumeRequest()).get(timeout=30)
+        assert sweep == TeacherResumeReply(resumed=[seeded.task_id], waiting=[])
+        assert t.wait_status(seeded.task_id, {TaskStatus.UNREFINABLE}) is TaskStatus.UNREFINABLE
+    finally:
+        workers.stop("scheduler")  # the next user gets one with the default settings
     [ref] = t.refinements(seeded.task_id)
     assert ref.tokens_in + ref.tokens_out <= need
     assert len(proxy.requests()) == 1

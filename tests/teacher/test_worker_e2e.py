@@ -42,7 +42,6 @@ def _offline_teacher(workers, tmp_path: Path):
         env={
             "TEACHER_BACKEND": "auto",
             "TEACHER_REPLAY_FILE": str(replay),
-            "TEACHER_RESUME_INTERVAL_S": "600",
         },
     )
 

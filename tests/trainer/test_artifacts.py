@@ -26,7 +26,8 @@ def test_publish_moves_a_complete_staging_dir_under_a_hash_derived_name(tmp_path
     assert staging.parent == tmp_path and staging.name.startswith(".staging-")
     _write_adapter(staging)
     expected = content_hash(staging)
-    path, name, digest = publish(staging, tmp_path, lambda h: f"v-{h[:6]}")
+    published = publish(staging, tmp_path, lambda h: f"v-{h[:6]}")
+    path, name, digest = published.path, published.name, published.digest
     assert digest == expected == artifact_hash(path)  # the student checks with the same hash
     assert name == f"v-{digest[:6]}"
     assert path == (tmp_path / name).resolve()
@@ -64,7 +65,8 @@ def test_versions_are_never_overwritten(tmp_path) -> None:
 def test_verify_detects_any_change(tmp_path, damage) -> None:
     staging = new_staging_dir(tmp_path)
     _write_adapter(staging, bytes(range(64)))
-    path, _, digest = publish(staging, tmp_path, lambda h: "v1")
+    published = publish(staging, tmp_path, lambda h: "v1")
+    path, digest = published.path, published.digest
     weights = path / "adapter_model.safetensors"
     if damage == "flip":
         data = bytearray(weights.read_bytes())

@@ -55,7 +55,7 @@ def test_bf16_adapter_learns_and_serves_on_cpu(tmp_path) -> None:
         load_config(**fast_settings(tmp_path, device="cuda")), PAIRS, out, base_model=model_dir
     )
     assert (result.device, result.dtype, result.steps) == ("cuda", "bfloat16", 80)
-    assert result.loss_curve[-1]["loss"] < result.loss_curve[0]["loss"] - 2
+    assert result.loss_curve[-1].loss < result.loss_curve[0].loss - 2
     weights = load_file(str(out / "adapter_model.safetensors"))
     assert weights and all(
         w.dtype == torch.float32 and torch.isfinite(w).all() for w in weights.values()

@@ -72,7 +72,7 @@ def test_training_is_seeded_and_reproducible(make_config, tiny_model, tmp_path) 
         result = train_lora(cfg, PAIRS, out, base_model=str(tiny_model))
         runs.append((result, content_hash(out)))
     (ra, ha), (rb, hb), (rc, hc) = runs
-    assert [p["loss"] for p in ra.loss_curve] == [p["loss"] for p in rb.loss_curve]
+    assert [p.loss for p in ra.loss_curve] == [p.loss for p in rb.loss_curve]
     assert ha == hb
     assert hc != ha
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [

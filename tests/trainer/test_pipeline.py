@@ -118,17 +118,16 @@ def test_versions_are_trained_gated_promoted_rejected_and_rolled_back(
     run = run_row(out.run_id)
     v1 = adapter_row(run.adapter_id)
     assert (run.trigger, run.examples_used, run.error) == ("manual", 10, None)
-    assert len(run.loss_curve) == 80 and run.loss_curve[-1]["loss"] < run.loss_curve[0]["loss"]
+    assert len(run.loss_curve) == 80 and run.loss_curve[-1].loss < run.loss_curve[0].loss
     assert run.config["variant_mix"] == "persd" and run.config["parent_adapter_id"] is None
     gate = run.gate
-    assert gate["promote"] is True and gate["primary_metric"] == "nll"
-    assert (gate["active"]["model"], gate["active"]["adapter_id"]) == (stack.model, None)
-    assert (gate["candidate"]["passed"], gate["candidate"]["tasks"]) == (5, 7)
-    assert (gate["active"]["passed"], gate["active"]["tasks"]) == (0, 7)
-    assert gate["candidate"]["nll"] < gate["active"]["nll"]
-    assert gate["reason"] == (
-        f"held-out NLL {gate['candidate']['nll']:.4f} < {gate['active']['nll']:.4f};"
-        " pass@1 0.714 vs 0.000"
+    assert gate.promote is True and gate.primary_metric == "nll"
+    assert (gate.active.model, gate.active.adapter_id) == (stack.model, None)
+    assert (gate.candidate.passed, gate.candidate.tasks) == (5, 7)
+    assert (gate.active.passed, gate.active.tasks) == (0, 7)
+    assert gate.candidate.nll < gate.active.nll
+    assert gate.reason == (
+        f"held-out NLL {gate.candidate.nll:.4f} < {gate.active.nll:.4f}; pass@1 0.714 vs 0.000"
     )
     assert v1.status == AdapterStatus.ACTIVE and active().id == v1.id
     assert v1.name.startswith(f"persd-r{run.id}-") and v1.parent_id is None
@@ -147,7 +146,7 @@ def test_versions_are_trained_gated_promoted_rejected_and_rolled_back(
     assert out.status == TrainingRunStatus.PROMOTED, out.detail
     v2 = adapter_row(run_row(out.run_id).adapter_id)
     assert out.detail == f"active on 1 replica(s); replaced {v1.name}"
-    assert run_row(out.run_id).gate["candidate"]["passed"] == 7
+    assert run_row(out.run_id).gate.candidate.passed == 7
     assert (adapter_row(v1.id).status, active().id) == (AdapterStatus.RETIRED, v2.id)
     assert passed(stack, v2.name, SET_B, config) >= 3
     assert answers(stack, SET_A + SET_B) != v1_answers
@@ -173,8 +172,8 @@ def test_versions_are_trained_gated_promoted_rejected_and_rolled_back(
     bad = adapter_row(run.adapter_id)
     assert run.config["parent_adapter_id"] == v1.id and bad.parent_id == v1.id
     assert run.examples_used == 4 + 10  # what v1 had not seen: set B and the poison
-    assert run.gate["promote"] is False
-    assert run.gate["candidate"]["passed"] < run.gate["active"]["passed"] == 5
+    assert run.gate.promote is False
+    assert run.gate.candidate.passed < run.gate.active.passed == 5
     assert out.detail.startswith("held-out pass@1 ")
     assert out.detail.endswith("by more than the tolerance 0")
     assert (bad.status, bad.status_reason) == (AdapterStatus.REJECTED, out.detail)
@@ -218,11 +217,11 @@ def test_a_corrupt_artifact_is_never_promoted(stack, make_config, when) -> None:
     assert loaded(stack.url) == set()
     if when == "before the gate":
         assert run.error.startswith(f"adapter artifact {adapter.artifact_path} is corrupt")
-        assert run.gate == {}
+        assert run.gate is None
     else:
         # It passed the gate intact; the registry's policy re-checks the hash before anything
         # is sent to the student, and refuses it.
-        assert run.gate["promote"] is True
+        assert run.gate.promote is True
         assert run.error.startswith(
             f"the promotion was refused: adapter {adapter.id} ({adapter.name}): its files no"
             " longer match the content hash recorded at registration"

@@ -85,12 +85,19 @@ def test_train_command_argument_errors(db, capsys) -> None:
 def test_adapters_list_shows_status_parent_hash_and_gate(db, capsys) -> None:
     from shared.enums import AdapterAlias, AdapterStatus
     from shared.models import Adapter, AdapterAliasRow
+    from shared.schemas.training import AdapterMetrics, GateFigures, GateRecord
 
-    gate = {
-        "promote": True,
-        "candidate": {"nll": 1.23456, "pass_at_1": 0.5},
-        "active": {"nll": 2.5, "pass_at_1": None},
-    }
+    gate = GateRecord(
+        promote=True,
+        reason="held-out NLL 1.2346 < 2.5000",
+        primary_metric="nll",
+        pass_tolerance=0.02,
+        min_nll_improvement=0.0,
+        candidate=GateFigures(
+            side="candidate", model="v2", adapter_id=2, nll=1.23456, pass_at_1=0.5
+        ),
+        active=GateFigures(side="active", model="base", adapter_id=None, nll=2.5),
+    )
     with session_scope() as s:
         v1 = Adapter(
             name="persd-r1-aaaa",
@@ -108,7 +115,7 @@ def test_adapters_list_shows_status_parent_hash_and_gate(db, capsys) -> None:
             content_hash="cd" * 32,
             status=AdapterStatus.ACTIVE,
             parent_id=v1.id,
-            metrics={"gate": gate},
+            metrics=AdapterMetrics(gate=gate),
         )
         s.add(v2)
         s.flush()

@@ -15,6 +15,7 @@ from shared.enums import AdapterAlias, AdapterStatus, TrainingRunStatus
 from shared.errors import Conflict, NotFound
 from shared.models import Adapter, AdapterAliasRow, TrainingRun
 from shared.models.base import utcnow
+from shared.schemas.training import AdapterMetrics
 
 
 def _version(tmp: Path, name: str, status: AdapterStatus) -> int:
@@ -30,7 +31,7 @@ def _version(tmp: Path, name: str, status: AdapterStatus) -> int:
             artifact_path=str(path),
             content_hash=content_hash(path),
             parent_id=None,
-            metrics={},
+            metrics=AdapterMetrics(),
         )
         a.status = status
         return a.id
@@ -50,7 +51,7 @@ def test_register_starts_evaluating_and_status_moves_by_compare_and_set(db, tmp_
             artifact_path="/x",
             content_hash="0" * 64,
             parent_id=None,
-            metrics={"training": {"steps": 3}},
+            metrics=AdapterMetrics(),
         )
         assert a.status == AdapterStatus.EVALUATING
         adapter_id = a.id

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.api.protocol.common import MAX_ID
 from shared.enums import AdapterStatus, TrainingRunStatus
 from shared.schemas.progress import TrainingProgress
+from shared.schemas.training import AdapterMetrics, GateRecord, LossPoint
 
 
 class AdapterOut(BaseModel):
@@ -22,9 +23,11 @@ class AdapterOut(BaseModel):
     content_hash: str
     parent_version: int | None
     aliases: list[str] = Field(description="active / candidate when they point at this version")
-    metrics: dict[str, Any]
+    metrics: AdapterMetrics
     training_run_id: int | None
-    gate: dict[str, Any] = Field(description="the gate's decision and figures from its run")
+    gate: GateRecord | None = Field(
+        description="the gate's decision and figures from its run; null when not gated"
+    )
 
 
 class PromoteIn(BaseModel):
@@ -61,8 +64,8 @@ class TrainingRunOut(BaseModel):
     duration_s: float | None
     examples_used: int
     adapter_version: int | None
-    loss_curve: list[Any]
-    gate: dict[str, Any]
+    loss_curve: list[LossPoint]
+    gate: GateRecord | None = Field(description="null until the gate decided")
     config: dict[str, Any]
     error: str | None
     progress: TrainingProgress | None = Field(

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from services.api.protocol.tasks import ExecutionOut
-from shared.enums import RejectionReason, ValidationOutcome
+from shared.enums import RejectionReason, TeacherBackend, ValidationOutcome
 
 
 class RefinementSummary(BaseModel):
@@ -18,7 +18,7 @@ class RefinementSummary(BaseModel):
     attempt_id: int
     adapter_id: int | None = Field(description="the adapter version that made the failed attempt")
     round: int
-    teacher_backend: str
+    teacher_backend: TeacherBackend
     teacher_model: str
     validation: ValidationOutcome
     rejection_reason: RejectionReason | None

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from services.api.protocol.common import NO_NUL, Wire, no_nul
-from shared.enums import ExecutionOutcome, TaskStatus, TestSet, ValidationOutcome
+from shared.enums import AnswerSource, ExecutionOutcome, TaskStatus, TestSet, ValidationOutcome
 from shared.schemas.testsuite import TestSuite, python
 
 
@@ -151,7 +151,7 @@ class TaskSummary(Wire):
     entry_point: str
     source_dataset: str | None
     source_id: str | None
-    answer_source: str | None
+    answer_source: AnswerSource | None
     hidden_passed: bool | None
 
 

@@ -50,10 +50,23 @@ def get_costs(_principal=read) -> CostSummary:
         return cost_summary(session, get_teacher_settings())
 
 
+# The name of the events' union in the OpenAPI document (services.api.main adds it).
+EVENT_SCHEMA = "PipelineEvent"
+
+
 @router.get(
     "/v1/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}} | error_responses(401, 403),
+    responses={
+        200: {
+            "description": "one `data: {json}` line per event, each a PipelineEvent (its `kind`"
+            " says which); `stream.subscribed` comes first, `: keepalive` comments in between",
+            "content": {
+                "text/event-stream": {"schema": {"$ref": f"#/components/schemas/{EVENT_SCHEMA}"}}
+            },
+        }
+    }
+    | error_responses(401, 403),
 )
 def stream_events(_principal=read) -> StreamingResponse:
     """Pipeline events as Server-Sent Events (task status changes, submissions, promotions)."""

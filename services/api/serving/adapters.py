@@ -44,9 +44,9 @@ def list_adapters(session: Session) -> list[AdapterOut]:
             content_hash=a.content_hash,
             parent_version=a.parent_id,
             aliases=sorted(aliases.get(a.id, [])),
-            metrics=a.metrics or {},
+            metrics=a.metrics,
             training_run_id=runs[a.id].id if a.id in runs else None,
-            gate=runs[a.id].gate if a.id in runs else {},
+            gate=runs[a.id].gate if a.id in runs else None,
         )
         for a in adapters
     ]
@@ -140,8 +140,8 @@ def list_training_runs(
                 duration_s=r.duration_s,
                 examples_used=r.examples_used,
                 adapter_version=r.adapter_id,
-                loss_curve=r.loss_curve or [],
-                gate=r.gate or {},
+                loss_curve=r.loss_curve,
+                gate=r.gate,
                 config=r.config or {},
                 error=r.error,
                 progress=TrainingProgress.model_validate(r.progress) if r.progress else None,

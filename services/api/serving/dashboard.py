@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.api.protocol.adapters import AdapterOut
 from services.api.protocol.stats import Stats
 from shared.enums import AdapterStatus
 from shared.registry import PROMOTABLE
+from shared.schemas.training import GateRecord, LossPoint
 
 # Versions the adapters page offers a Promote button for: shared.registry's policy (the active
 # one is left out: promoting it again is a no-op).
@@ -35,23 +37,9 @@ def tasks_per_minute_series(stats: Stats) -> list[dict[str, Any]]:
     ]
 
 
-def loss_points(curve: list[Any]) -> list[list[float]]:
-    """Accept the shapes a trainer may log: bare losses, [step, loss] pairs, or dicts with
-    ``loss`` and an optional ``step``/``epoch``. Entries without a number are skipped."""
-    points: list[list[float]] = []
-    for i, entry in enumerate(curve):
-        x: Any = i
-        y: Any = None
-        if isinstance(entry, int | float) and not isinstance(entry, bool):
-            y = entry
-        elif isinstance(entry, list | tuple) and len(entry) == 2:
-            x, y = entry
-        elif isinstance(entry, dict):
-            y = entry.get("loss", entry.get("train_loss"))
-            x = entry.get("step", entry.get("epoch", i))
-        if isinstance(x, int | float) and isinstance(y, int | float):
-            points.append([float(x), float(y)])
-    return points
+def loss_points(curve: list[LossPoint]) -> list[list[float]]:
+    """A run's loss curve as (step, loss) points."""
+    return [[float(p.step), p.loss] for p in curve]
 
 
 def figures(data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -89,33 +77,41 @@ def _num(value: Any, spec: str) -> str:
     return format(value, spec) if isinstance(value, int | float) else "—"
 
 
-def gate_headline(gate: dict[str, Any]) -> dict[str, Any]:
+def gate_headline(gate: GateRecord | None) -> dict[str, Any]:
     """A gate record's headline (both sides' pass@1 and NLL, the decision) and the rest of it."""
-    cand, act = (gate.get(side) for side in ("candidate", "active"))
-    cand, act = (x if isinstance(x, dict) else {} for x in (cand, act))
+    if gate is None:
+        return {
+            "pass_at_1": "—",
+            "pass_at_1_active": "—",
+            "passed": "",
+            "nll": "—",
+            "nll_active": "—",
+            "decision": "—",
+            "reason": "",
+            "rest": [],
+        }
+    cand, act = gate.candidate, gate.active
     return {
-        "pass_at_1": _num(cand.get("pass_at_1"), ".2f"),
-        "pass_at_1_active": _num(act.get("pass_at_1"), ".2f"),
-        "passed": f"{cand.get('passed', 0)}/{cand.get('tasks', 0)}" if cand.get("tasks") else "",
-        "nll": _num(cand.get("nll"), ".4f"),
-        "nll_active": _num(act.get("nll"), ".4f"),
-        "decision": "—" if not gate else "promote" if gate.get("promote") else "reject",
-        "reason": gate.get("reason", ""),
-        "rest": [(k, v) for k, v in figures(gate) if k not in HEADLINE_GATE],
+        "pass_at_1": _num(cand.pass_at_1, ".2f"),
+        "pass_at_1_active": _num(act.pass_at_1, ".2f"),
+        "passed": f"{cand.passed}/{cand.tasks}" if cand.tasks else "",
+        "nll": _num(cand.nll, ".4f"),
+        "nll_active": _num(act.nll, ".4f"),
+        "decision": "promote" if gate.promote else "reject",
+        "reason": gate.reason,
+        "rest": [
+            (k, v) for k, v in figures(gate.model_dump(mode="json")) if k not in HEADLINE_GATE
+        ],
     }
 
 
-def adapter_row(adapter: Any) -> dict[str, Any]:
+def adapter_row(adapter: AdapterOut) -> dict[str, Any]:
     """Headline figures and the rest, for the adapters page."""
-    gate = adapter.gate or (adapter.metrics or {}).get("gate") or {}
-    metrics = adapter.metrics or {}
-    training = metrics.get("training") or {}
-    timings = metrics.get("timings") or {}
-    seconds = sum(v for v in timings.values() if isinstance(v, int | float)) or training.get(
-        "seconds"
-    )
-    rest = {k: v for k, v in metrics.items() if k not in ("gate", "training")}
-    headline = gate_headline(gate)
+    metrics = adapter.metrics
+    training = metrics.training.model_dump(mode="json") if metrics.training is not None else {}
+    seconds = sum(metrics.timings.values()) or training.get("seconds")
+    rest = metrics.model_dump(mode="json", exclude={"gate", "training"}, exclude_none=True)
+    headline = gate_headline(adapter.gate or metrics.gate)
     return headline | {
         "examples": training.get("examples", "—"),
         "steps": training.get("steps", "—"),

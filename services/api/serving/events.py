@@ -1,6 +1,8 @@
 """Pipeline events from Redis pub/sub as a Server-Sent Events stream.
 
-Events only tell a live view that something changed; it then reads the API. A view that misses
+Each ``data:`` line is one JSON event of ``shared.events.Event`` (its ``kind`` says which; the
+OpenAPI document has the union as ``PipelineEvent``). Events only tell a live view that
+something changed; it then reads the API. A view that misses
 events (a reconnect) loses nothing but a refresh, so there are no event ids to replay.
 """
 
@@ -11,10 +13,10 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 
 from shared.config import get_settings
-from shared.events import channel
+from shared.events import StreamSubscribed, channel
 
 # The first event of every stream: from here on, nothing published is missed.
-SUBSCRIBED = '{"kind": "stream.subscribed"}'
+SUBSCRIBED = StreamSubscribed().model_dump_json()
 
 
 def format_event(raw: bytes | str) -> str:

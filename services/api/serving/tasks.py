@@ -28,7 +28,7 @@ from services.api.serving.pagination import page_of, paginate
 from shared.db import session_scope
 from shared.enums import TaskStatus, TestFormat
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.events import publish_after_commit
+from shared.events import TasksSubmitted, publish_after_commit
 from shared.models import Attempt, Execution, Refinement, Task
 from shared.queues import STUDENT_ATTEMPT, send_after_commit
 from shared.schemas.messages import AttemptRequest
@@ -174,7 +174,7 @@ def _submit_once(session: Session, tasks: Sequence[TaskIn]) -> list[TaskCreated]
         session.flush()
         for row in new_rows:
             send_after_commit(session, STUDENT_ATTEMPT, AttemptRequest(task_id=row.id))
-        publish_after_commit(session, "tasks.submitted", task_ids=[r.id for r in new_rows])
+        publish_after_commit(session, TasksSubmitted(task_ids=[r.id for r in new_rows]))
     return [
         r
         if isinstance(r, TaskCreated)

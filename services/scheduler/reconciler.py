@@ -3,9 +3,9 @@
 Redis runs without persistence, and a worker killed mid-task leaves its message in the broker's
 unacked set until the visibility timeout (an hour). Either way a task can sit in an in-between
 status with no message anywhere that would move it on. Every ``RECONCILER_INTERVAL_S`` Celery
-beat sends ``student.reconcile``; the student worker (its queue is light) runs :func:`reconcile`,
-which finds tasks whose ``updated_at`` is older than the deadline and re-sends the one message
-that moves each on, read from its rows:
+beat sends ``scheduler.reconcile``; the scheduler worker runs :func:`reconcile`, which finds
+tasks whose ``updated_at`` is older than the deadline and re-sends the one message that moves
+each on, read from its rows:
 
     queued      student.attempt(step 1)
     attempting  student.attempt(last step with a seen execution + 1, or 1)
@@ -44,14 +44,13 @@ from sqlalchemy.orm import Session
 
 from shared.config import load
 from shared.db import session_scope
-from shared.enums import TaskStatus, TestSet, ValidationOutcome
+from shared.enums import ExecutionSubject, TaskStatus, TestSet, ValidationOutcome
 from shared.models import Attempt, Execution, Refinement, Task
 from shared.models.base import utcnow
 from shared.queues import (
     EXECUTOR_RUN,
     STUDENT_ATTEMPT,
     STUDENT_EXECUTED,
-    STUDENT_RECONCILE,
     TEACHER_REFINE,
     TEACHER_VALIDATED,
     TaskSpec,
@@ -91,7 +90,7 @@ class ReconcilerSettings(BaseSettings):
         description="a task untouched this long in an in-between status is stuck; keep it above"
         " the slowest hop (queue wait + generation, sandbox run or teacher call)",
     )
-    interval_s: float = Field(60.0, gt=0, description="how often beat sends student.reconcile")
+    interval_s: float = Field(60.0, gt=0, description="how often beat sends scheduler.reconcile")
     batch: int = Field(500, ge=1, description="stuck tasks handled per sweep, oldest first")
 
 
@@ -198,7 +197,7 @@ def _executing(session: Session, task_id: int) -> Plan | None:
         return None
     seen = _seen(session, Execution.attempt_id, attempt.id)
     if seen is None:
-        return EXECUTOR_RUN, ExecuteRequest(subject="attempt", subject_id=attempt.id)
+        return EXECUTOR_RUN, ExecuteRequest(subject=ExecutionSubject.ATTEMPT, subject_id=attempt.id)
     return STUDENT_EXECUTED, ExecutedNotice(execution_id=seen.id)
 
 
@@ -233,22 +232,7 @@ def _refining(session: Session, task_id: int) -> Plan | None:
         return None  # accepted and refined are one transaction: this row is inconsistent
     seen = _seen(session, Execution.refinement_id, latest.id)
     if seen is None:
-        return EXECUTOR_RUN, ExecuteRequest(subject="refinement", subject_id=latest.id)
+        return EXECUTOR_RUN, ExecuteRequest(
+            subject=ExecutionSubject.REFINEMENT, subject_id=latest.id
+        )
     return TEACHER_VALIDATED, ExecutedNotice(execution_id=seen.id)
-
-
-def beat_schedule(settings: ReconcilerSettings) -> dict[str, dict[str, Any]]:
-    """The beat entry (services/beat.py). A sweep message older than one interval is stale: the
-    next one replaces it, so a backlog of sweeps never builds up behind a busy student queue."""
-    return {
-        "reconciler": {
-            "task": STUDENT_RECONCILE.name,
-            "schedule": settings.interval_s,
-            "args": [
-                ReconcileRequest(deadline_s=settings.deadline_s, limit=settings.batch).model_dump(
-                    mode="json"
-                )
-            ],
-            "options": {"queue": STUDENT_RECONCILE.queue.value, "expires": settings.interval_s},
-        }
-    }
