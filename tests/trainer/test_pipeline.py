@@ -253,8 +253,9 @@ def test_a_trainer_killed_mid_run_is_recovered_and_beat_starts_the_next_run(
     assert run_row(run.id).status == TrainingRunStatus.RUNNING  # nobody knows yet
     assert lease.holder() is not None
 
-    # Beat (a real process) finds the lease expired, fails the run, and since the failed run
-    # moved no mark, its examples are still new: it starts the next run, which succeeds.
+    # Beat (a real process) sends the training check; the scheduler worker finds the lease
+    # expired, fails the run, and since the failed run moved no mark, its examples are still
+    # new: it sends the next run, which succeeds.
     fast = env | as_env(
         fast_settings(
             adapter_root,
@@ -265,6 +266,7 @@ def test_a_trainer_killed_mid_run_is_recovered_and_beat_starts_the_next_run(
         )
     )
     worker = workers.restart("trainer", fast)
+    workers.restart("scheduler", fast)
     log = (tmp_path / "beat.log").open("w")
     beat = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "beat"],
