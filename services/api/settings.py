@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.config import http_urls, load
+from shared.readiness import KINDS
 
 
 class ApiSettings(BaseSettings):
@@ -41,7 +42,7 @@ class ApiSettings(BaseSettings):
     # The worker kinds /readyz, `persd preflight --workers` and the dashboard header ask through
     # their own queues. Empty: none (an API-only host).
     ready_workers: str = Field(
-        "student,executor,teacher,trainer,scheduler",
+        ",".join(KINDS.values()),
         description="worker kinds /readyz requires, comma-separated (empty: none)",
     )
     ready_deadline_s: float = Field(3.0, gt=0, le=30, description="wait for the workers' pongs")
@@ -53,7 +54,7 @@ class ApiSettings(BaseSettings):
     @classmethod
     def _kinds(cls, value: str) -> str:
         kinds = [k.strip() for k in value.split(",") if k.strip()]
-        known = ("student", "executor", "teacher", "trainer", "scheduler")
+        known = tuple(KINDS.values())
         unknown = [k for k in kinds if k not in known]
         if unknown:
             raise ValueError(
