@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.queues import Queue
-from tests.scheduler.support import purge
+from tests.support.queues import purge_queues
 from tests.support.workers import WorkerPool, WorkerProcess
 
 
@@ -25,7 +25,7 @@ def scheduler(db, workers: WorkerPool) -> Iterator[Callable[..., WorkerProcess]]
     read; the next user gets workers with default settings and empty queues."""
     for service in ("trainer", "teacher", "executor"):
         workers.stop(service)
-    purge(Queue.TRAIN, Queue.TEACHER, Queue.EXECUTE, Queue.SCHEDULER)
+    purge_queues(Queue.TRAIN, Queue.TEACHER, Queue.EXECUTE, Queue.SCHEDULER)
     yield lambda env=None: workers.restart("scheduler", env)
     workers.stop("scheduler")
-    purge(Queue.TRAIN, Queue.TEACHER, Queue.EXECUTE, Queue.SCHEDULER)
+    purge_queues(Queue.TRAIN, Queue.TEACHER, Queue.EXECUTE, Queue.SCHEDULER)

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 
 from shared.config import get_settings
-from shared.queues import Queue, app
+from shared.queues import Queue
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,3 @@ def queued(queue: Queue, prefix: str | None = None) -> list[Queued]:
         headers = envelope["headers"]
         found.append(Queued(headers["task"], args, kwargs, headers.get("expires")))
     return found
-
-
-def purge(*queues: Queue) -> None:
-    with app.connection_for_write() as conn:
-        for queue in queues:
-            conn.default_channel.queue_purge(queue.value)
