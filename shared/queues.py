@@ -41,10 +41,6 @@ class Queue(StrEnum):
     SCHEDULER = "scheduler"
 
 
-# Heavy queues hold model calls, sandbox runs and training: one message per worker process at a
-# time, so a long job never hides a queued one from an idle worker.
-HEAVY_QUEUES = frozenset(Queue) - {Queue.SCHEDULER}
-
 app = Celery("persd", set_as_current=True)
 
 
