@@ -164,3 +164,19 @@ class ExecutionSubject(StrEnum):
 
     ATTEMPT = "attempt"
     REFINEMENT = "refinement"
+
+
+class RetentionKind(StrEnum):
+    """The sets every adapter version is measured on (services/retention/)."""
+
+    LESSONS = "lessons"  # refined tasks whose training examples some version was trained on
+    ABILITIES = "abilities"  # tasks the student passed at step 1, with no adapter or an earlier one
+    PROBES = "probes"  # held-out tasks: never trained on by any version
+
+
+class RetentionOccasion(StrEnum):
+    """When a version was measured: as the gate's candidate, or as the served active version
+    after its promotion (shadow attempts, never counted as user tasks)."""
+
+    GATE = "gate"
+    PROMOTION = "promotion"

@@ -5,6 +5,7 @@ from shared.models.auth import ApiKey
 from shared.models.base import Base
 from shared.models.experiments import Experiment, ExperimentRun
 from shared.models.refinements import Refinement, TrainingExample
+from shared.models.retention import RetentionMeasurement, RetentionMember, RetentionResult
 from shared.models.tasks import Attempt, Execution, Task
 
 __all__ = [
@@ -17,6 +18,9 @@ __all__ = [
     "Experiment",
     "ExperimentRun",
     "Refinement",
+    "RetentionMeasurement",
+    "RetentionMember",
+    "RetentionResult",
     "Task",
     "TrainingExample",
     "TrainingRun",
