@@ -32,6 +32,8 @@ KINDS = {
     Queue.TRAIN: "trainer",
     Queue.SCHEDULER: "scheduler",
 }
+# The other way round: the queue ``persd worker <kind>`` consumes.
+QUEUE_OF_KIND = {kind: queue for queue, kind in KINDS.items()}
 
 
 class WorkerStatus(StrEnum):

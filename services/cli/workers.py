@@ -6,16 +6,17 @@ import argparse
 import os
 import sys
 
+# service: (default concurrency, pool). The queue each consumes is shared.readiness.QUEUE_OF_KIND
+# (imported only when a worker command runs: it loads Celery).
 WORKERS = {
-    # service: (queue, default concurrency, pool)
     # Student threads each wait on one HTTP request; vLLM batches the concurrent ones.
-    "student": ("student", 16, "threads"),
+    "student": (16, "threads"),
     # Executor threads each hand a job to a sandbox slot (a process of its own) and wait.
-    "executor": ("execute", 2, "threads"),
-    "teacher": ("teacher", 4, "threads"),
-    "trainer": ("train", 1, "solo"),
+    "executor": (2, "threads"),
+    "teacher": (4, "threads"),
+    "trainer": (1, "solo"),
     # Periodic jobs beat sends (services/scheduler): short queries, a few threads are plenty.
-    "scheduler": ("scheduler", 4, "threads"),
+    "scheduler": (4, "threads"),
 }
 
 
@@ -80,10 +81,11 @@ def _migrate(args: argparse.Namespace) -> int:
 def _ping(args: argparse.Namespace) -> int:
     import uuid
 
-    from shared.queues import PINGS, Queue
+    from shared.queues import PINGS
+    from shared.readiness import QUEUE_OF_KIND
     from shared.schemas.messages import Ping
 
-    queue = Queue(WORKERS[args.service][0])
+    queue = QUEUE_OF_KIND[args.service]
     try:
         pong = PINGS[queue].send(Ping(nonce=uuid.uuid4().hex)).get(timeout=args.timeout)
     except Exception as exc:  # noqa: BLE001 - any failure means unhealthy; say why
@@ -98,9 +100,11 @@ def _ping(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from shared.config import get_settings
+    from shared.readiness import QUEUE_OF_KIND
 
     get_settings()
-    queue, concurrency, pool = WORKERS[args.service]
+    queue = QUEUE_OF_KIND[args.service].value
+    concurrency, pool = WORKERS[args.service]
     argv = [
         sys.executable,
         "-m",

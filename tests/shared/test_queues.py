@@ -81,3 +81,13 @@ def test_unknown_reply_times_out_cleanly() -> None:
     result = app.send_task("nobody.listens", args=[{}], queue="persd-nobody")
     with pytest.raises(celery.exceptions.TimeoutError):
         result.get(timeout=1)
+
+
+def test_every_queue_has_one_worker_kind_and_the_cli_starts_each() -> None:
+    """The kind → queue table is derived from one list; the CLI's worker settings must cover
+    the same kinds, or `persd worker <kind>` would refuse a kind readiness waits for."""
+    from services.cli.workers import WORKERS
+    from shared.readiness import KINDS, QUEUE_OF_KIND
+
+    assert set(KINDS) == set(Queue)
+    assert set(WORKERS) == set(QUEUE_OF_KIND)

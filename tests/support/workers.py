@@ -10,17 +10,11 @@ import time
 import uuid
 from pathlib import Path
 
-from shared.queues import PINGS, Queue
+from shared.queues import PINGS
+from shared.readiness import QUEUE_OF_KIND
 from shared.schemas.messages import Ping
 
 ROOT = Path(__file__).resolve().parents[2]
-QUEUE_OF = {
-    "student": Queue.STUDENT,
-    "executor": Queue.EXECUTE,
-    "teacher": Queue.TEACHER,
-    "trainer": Queue.TRAIN,
-    "scheduler": Queue.SCHEDULER,
-}
 
 
 class WorkerProcess:
@@ -57,7 +51,7 @@ class WorkerProcess:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        spec = PINGS[QUEUE_OF[self.service]]
+        spec = PINGS[QUEUE_OF_KIND[self.service]]
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.service} worker exited early:\n{self.log()}")
