@@ -88,6 +88,15 @@ class TeacherSettings(BaseSettings):
     mbpp_path: Path | None = Field(None, description="MBPP JSONL file (needed for 'mbpp')")
     heldout_percent: int = Field(10, ge=0, le=100, description="share of tasks held out")
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_none(cls, value: object) -> object:
+        # Compose and .env templates pass an unset key as "" (TEACHER_API_KEY=${TEACHER_API_KEY:-}):
+        # that is no key, not a key that every call would send and the API would refuse with 401.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:

@@ -170,6 +170,19 @@ def test_secret_key_stays_secret(monkeypatch) -> None:
     assert s.uses_api
 
 
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_key_is_no_key(monkeypatch, blank: str) -> None:
+    """An empty TEACHER_API_KEY (what a compose template passes when it is unset) must not make
+    ``auto`` pick the paid API, nor satisfy ``openai``'s need for a key."""
+    monkeypatch.setenv("TEACHER_API_KEY", blank)
+    monkeypatch.delenv("TEACHER_BASE_URL", raising=False)
+    assert load_teacher_settings().api_key is None
+    assert not load_teacher_settings().uses_api
+    monkeypatch.setenv("TEACHER_BACKEND", "openai")
+    with pytest.raises(ConfigError, match="openai needs TEACHER_API_KEY"):
+        load_teacher_settings()
+
+
 def test_costs_use_the_price_table() -> None:
     s = t.settings(prices={"m": {"input": "0.15", "output": "0.60"}})
     assert cost_of(s, "m", 1_000_000, 500_000) == Decimal("0.450000")
