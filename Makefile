@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PERSD := $(VENV)/bin/persd
-PYTEST_ARGS ?=
+# The 30 slowest tests are listed at the end of every run: where the suite's time goes.
+PYTEST_ARGS ?= --durations=30
 
 .PHONY: install system-deps system-check system-check-test run demo test bench lint migrate clean
 
