@@ -22,7 +22,7 @@ from services.executor.pool import make_job
 from services.executor.schemas import TestStatus
 from services.student.attempts import STOP
 from services.suite import Pool, SuiteTask, make_pool
-from shared.prompts import extract_code, generation_prompt
+from shared.prompts import body_of, extract_code, generation_prompt
 
 
 def generate(
@@ -116,10 +116,22 @@ def main() -> None:
         print(json.dumps(report, indent=2), flush=True)
 
         failed = [t for t, p in zip(distill, d_base["passed"], strict=True) if not p]
-        pairs = [Pair(prompt(t), t.body, i) for i, t in enumerate(failed)]
+        lessons = [Pair(prompt(t), t.body, i) for i, t in enumerate(failed)]
+        # The student's own passing answers on the distill pool: rehearsal material.
+        own = [
+            Pair(prompt(t), body_of(code, t.header), len(lessons) + i)
+            for i, (t, ok, code) in enumerate(
+                zip(distill, d_base["passed"], d_base["codes"], strict=True)
+            )
+            if ok
+        ]
         report["runs"] = []
         for overrides in [json.loads(c) for c in args.config] or [{}]:
+            overrides = dict(overrides)
+            replay = float(overrides.pop("replay_ratio", 0.0))
+            pairs = lessons + own[: int(round(replay * len(lessons)))]
             config = TrainerConfig(**overrides)
+            overrides["replay_ratio"] = replay
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.monotonic()
                 train_lora(config, pairs, Path(tmp), base_model=str(args.model))
