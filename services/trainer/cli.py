@@ -177,17 +177,18 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _retention_cells(point) -> dict[str, Any]:
-    """pass@1 per set and the drift of a version's retention point, ``-`` where not measured."""
+def _retention_cells(point) -> dict[str, str | None]:
+    """pass@1 per retention set (``0.75``) and drift (``+0.021``) of a version's point
+    (services/api/serving/retention.py), ``-`` where not measured, and the occasion measured."""
     from shared.enums import RetentionKind
 
     figures = {s.kind: s.pass_at_1 for s in point.sets} if point is not None else {}
-    cells: dict[str, Any] = {
-        kind.value: format(figures[kind], ".2f") if figures.get(kind) is not None else "-"
+    cells: dict[str, str | None] = {
+        kind.value: "-" if figures.get(kind) is None else format(figures[kind], ".2f")
         for kind in RetentionKind
     }
     drift = point.drift_nll if point is not None else None
-    cells["drift"] = format(drift, "+.3f") if drift is not None else "-"
+    cells["drift"] = "-" if drift is None else format(drift, "+.3f")
     cells["occasion"] = point.occasion.value if point is not None else None
     return cells
 

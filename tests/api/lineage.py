@@ -31,6 +31,13 @@ TABLE: dict[str, tuple[RetentionKind, str]] = {
     "P2": (PROBES, "-+++"),
 }
 DRIFT = (0.0, 0.0213, 0.0481, 0.1127)
+# Served names as the trainer gives them (persd-r<run>-<digest>); v4 came from run 3.
+NAMES = {
+    "v1": "persd-r1-5c0f3e1a2b",
+    "v2": "persd-r2-9d1e2f3a4b",
+    "v4": "persd-r3-e4f5a6b7c8",
+    "v3": "persd-r4-77aa01bc3d",
+}
 
 
 @dataclass
@@ -45,10 +52,10 @@ def seed() -> Lineage:
     out = Lineage()
     start = utcnow() - timedelta(hours=5)
     with session_scope() as s:
-        v1 = f.adapter(s, "persd-v1", AdapterStatus.RETIRED)
-        v2 = f.adapter(s, "persd-v2", AdapterStatus.READY, parent_id=v1.id)
-        v4 = f.adapter(s, "persd-v4", AdapterStatus.REJECTED, parent_id=v1.id)
-        v3 = f.adapter(s, "persd-v3", AdapterStatus.ACTIVE, parent_id=v2.id)
+        v1 = f.adapter(s, NAMES["v1"], AdapterStatus.RETIRED)
+        v2 = f.adapter(s, NAMES["v2"], AdapterStatus.READY, parent_id=v1.id)
+        v4 = f.adapter(s, NAMES["v4"], AdapterStatus.REJECTED, parent_id=v1.id)
+        v3 = f.adapter(s, NAMES["v3"], AdapterStatus.ACTIVE, parent_id=v2.id)
         f.alias(s, v3.id)
         out.versions = {"v1": v1.id, "v2": v2.id, "v3": v3.id, "v4": v4.id}
         tasks = {}

@@ -131,9 +131,21 @@ def test_adapters_list_shows_retention_columns(db) -> None:
     assert header.split()[-5:] == ["lessons", "abilities", "probes", "drift", "name"]
     by_name = {line.split()[-1]: line.split() for line in lines}
     # lessons, abilities, probes pass@1 and drift of each version's point (v1: after promotion)
-    assert by_name["persd-v1"][-5:] == ["0.75", "1.00", "0.50", "+0.021", "persd-v1"]
-    assert by_name["persd-v3"][-5:] == ["0.20", "0.33", "0.50", "+0.113", "persd-v3"]
-    assert by_name["persd-v4"][-5:] == ["1.00", "-", "-", "+0.048", "persd-v4"]
+    assert by_name[lineage.NAMES["v1"]][-5:] == [
+        "0.75",
+        "1.00",
+        "0.50",
+        "+0.021",
+        lineage.NAMES["v1"],
+    ]
+    assert by_name[lineage.NAMES["v3"]][-5:] == [
+        "0.20",
+        "0.33",
+        "0.50",
+        "+0.113",
+        lineage.NAMES["v3"],
+    ]
+    assert by_name[lineage.NAMES["v4"]][-5:] == ["1.00", "-", "-", "+0.048", lineage.NAMES["v4"]]
     as_json = json.loads(persd("adapters", "list", "--json").stdout)
     v2 = next(r for r in as_json if r["id"] == seeded.versions["v2"])
     assert v2["retention"] == {
@@ -152,17 +164,17 @@ def test_adapters_forgotten_lists_what_a_version_lost(db) -> None:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith(
-        f"v{v['v3']} (persd-v3) forgot 4 task(s) its lineage knew (measured at promotion, "
+        f"v{v['v3']} ({lineage.NAMES['v3']}) forgot 4 task(s) its lineage knew (measured at promotion, "
     )
     assert [line.split() for line in lines[1:]] == [
         ["set", "task", "refinement", "last", "passed", "by"],
-        ["lessons", str(t["L1"]), str(r["L1"]), f"v{v['v2']}", "(persd-v2)"],
-        ["lessons", str(t["L4"]), str(r["L4"]), f"v{v['v2']}", "(persd-v2)"],
-        ["lessons", str(t["L5"]), str(r["L5"]), f"v{v['v1']}", "(persd-v1)"],
-        ["abilities", str(t["A2"]), "-", f"v{v['v2']}", "(persd-v2)"],
+        ["lessons", str(t["L1"]), str(r["L1"]), f"v{v['v2']}", f"({lineage.NAMES['v2']})"],
+        ["lessons", str(t["L4"]), str(r["L4"]), f"v{v['v2']}", f"({lineage.NAMES['v2']})"],
+        ["lessons", str(t["L5"]), str(r["L5"]), f"v{v['v1']}", f"({lineage.NAMES['v1']})"],
+        ["abilities", str(t["A2"]), "-", f"v{v['v2']}", f"({lineage.NAMES['v2']})"],
     ]
     # By name too, and as JSON.
-    as_json = json.loads(persd("adapters", "forgotten", "persd-v2", "--json").stdout)
+    as_json = json.loads(persd("adapters", "forgotten", lineage.NAMES["v2"], "--json").stdout)
     assert as_json == {
         "adapter_id": v["v2"],
         "forgotten": [
@@ -182,7 +194,9 @@ def test_adapters_forgotten_lists_what_a_version_lost(db) -> None:
     }
     nothing = persd("adapters", "forgotten", str(v["v1"]))
     assert nothing.returncode == 0
-    assert nothing.stdout.startswith(f"v{v['v1']} (persd-v1) forgot nothing its lineage knew (")
+    assert nothing.stdout.startswith(
+        f"v{v['v1']} ({lineage.NAMES['v1']}) forgot nothing its lineage knew ("
+    )
 
 
 def test_adapters_forgotten_refuses_what_it_cannot_answer(db) -> None:

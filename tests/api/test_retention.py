@@ -55,9 +55,9 @@ def test_lineage_is_base_then_ancestors_then_the_version(api, keys, seeded) -> N
         (p["adapter_id"], p["version_name"], p["status"], p["occasion"]) for p in body["lineage"]
     ] == [
         (None, None, None, "gate"),
-        (v["v1"], "persd-v1", "retired", "promotion"),
-        (v["v2"], "persd-v2", "ready", "gate"),
-        (v["v3"], "persd-v3", "active", "promotion"),
+        (v["v1"], lineage.NAMES["v1"], "retired", "promotion"),
+        (v["v2"], lineage.NAMES["v2"], "ready", "gate"),
+        (v["v3"], lineage.NAMES["v3"], "active", "promotion"),
     ]
     assert [p["drift_nll"] for p in body["lineage"]] == list(lineage.DRIFT)
     # Figures per set of each point, summed from TABLE's columns.

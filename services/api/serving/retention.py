@@ -23,7 +23,13 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from shared.enums import RetentionKind, RetentionOccasion
-from shared.models import Adapter, RetentionMeasurement, RetentionMember, RetentionResult
+from shared.models import (
+    Adapter,
+    RetentionMeasurement,
+    RetentionMember,
+    RetentionResult,
+    Task,
+)
 from shared.schemas.retention import ForgottenTask, RetentionPoint, RetentionView
 
 # The sets a version can forget (see the module's docstring for why probes are not among them).
@@ -178,3 +184,20 @@ def retention_view(session: Session, adapter: Adapter) -> RetentionView:
         lineage=[_point(m, version) for m, version in chosen],
         forgotten=_forgotten(session, chosen, adapter.id),
     )
+
+
+def task_titles(
+    session: Session, forgotten: list[ForgottenTask], width: int = 90
+) -> dict[int, str]:
+    """The first line of each forgotten task's description, shortened: what the page shows
+    beside the task id so an operator sees what was lost without opening it."""
+    ids = {t.task_id for t in forgotten}
+    if not ids:
+        return {}
+    rows = session.execute(select(Task.id, Task.description).where(Task.id.in_(ids)))
+    out = {}
+    for task_id, description in rows:
+        lines = description.strip().splitlines()
+        line = lines[0] if lines else ""
+        out[task_id] = line if len(line) <= width else line[: width - 1] + "…"
+    return out
