@@ -1,6 +1,11 @@
 """Retention as the API, the dashboard and ``persd adapters`` show it: read from the tables the
 retention service fills (shared/models/retention.py), never measured here.
 
+The sets (decided in issue #13): *lessons*, tasks with a training example a finished run trained
+on; *abilities*, tasks whose step-1 attempt passed with no adapter or an earlier one; *probes*,
+held-out tasks never trained on. *Drift*: mean NLL per token of the abilities' passing answers
+under the version minus under the base model (0 for the base).
+
 Definitions the views rest on:
 
 - A version's *point* is its latest measurement, the one after its promotion preferred over the
