@@ -225,6 +225,7 @@ def _row(adapter, active_id: int | None, point=None) -> dict[str, Any]:
 def _forgotten(args: argparse.Namespace) -> int:
     from services.api.serving.retention import retention_view
     from shared.db import session_scope
+    from shared.enums import RetentionOccasion
     from shared.registry import get_adapter
 
     with session_scope() as session:
@@ -239,7 +240,8 @@ def _forgotten(args: argparse.Namespace) -> int:
     if args.json:
         print(view.model_dump_json(include={"adapter_id", "forgotten"}, indent=2))
         return 0
-    when = f"measured at {point.occasion.value}, {point.measured_at:%Y-%m-%d %H:%M} UTC"
+    occasion = "after promotion" if point.occasion == RetentionOccasion.PROMOTION else "at the gate"
+    when = f"measured {occasion}, {point.measured_at:%Y-%m-%d %H:%M} UTC"
     if not view.forgotten:
         print(f"{label} forgot nothing its lineage knew ({when})")
         return 0

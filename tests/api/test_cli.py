@@ -164,7 +164,7 @@ def test_adapters_forgotten_lists_what_a_version_lost(db) -> None:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith(
-        f"v{v['v3']} ({lineage.NAMES['v3']}) forgot 4 task(s) its lineage knew (measured at promotion, "
+        f"v{v['v3']} ({lineage.NAMES['v3']}) forgot 4 task(s) its lineage knew (measured after promotion, "
     )
     assert [line.split() for line in lines[1:]] == [
         ["set", "task", "refinement", "last", "passed", "by"],
