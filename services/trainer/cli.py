@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.schemas.retention import RetentionPoint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -177,7 +180,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _retention_cells(point) -> dict[str, str | None]:
+def _retention_cells(point: RetentionPoint | None) -> dict[str, str | None]:
     """pass@1 per retention set (``0.75``) and drift (``+0.021``) of a version's point
     (services/api/serving/retention.py), ``-`` where not measured, and the occasion measured."""
     from shared.enums import RetentionKind
@@ -193,7 +196,7 @@ def _retention_cells(point) -> dict[str, str | None]:
     return cells
 
 
-def _row(adapter, active_id: int | None, point=None) -> dict[str, Any]:
+def _row(adapter, active_id: int | None, point: RetentionPoint | None = None) -> dict[str, Any]:
     gate = adapter.metrics.gate
     summary = "-"
     if gate is not None:
