@@ -1,4 +1,4 @@
-"""Operator commands: ``persd train --now`` and ``persd adapters list|promote|rollback``.
+"""Operator commands: ``persd train --now`` and ``persd adapters list|forgotten|promote|rollback``.
 
 Argument parsing only; the work is in :func:`services.trainer.runs.main` (a run) and
 :mod:`services.trainer.versions` (the registry).
@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.schemas.retention import RetentionPoint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,11 +46,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the reply")
     p.set_defaults(handler=_train)
 
-    p = sub.add_parser("adapters", help="the adapter registry: list, promote, rollback")
+    p = sub.add_parser("adapters", help="the adapter registry: list, forgotten, promote, rollback")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    v = verbs.add_parser("list", help="every version with status, parent, hash and gate figures")
+    v = verbs.add_parser(
+        "list",
+        help="every version with status, parent, hash, gate figures and retention (pass@1 on"
+        " lessons, abilities, probes; drift from the base)",
+    )
     v.add_argument("--json", action="store_true", help="machine-readable output")
     v.set_defaults(handler=_list)
+    v = verbs.add_parser(
+        "forgotten",
+        help="the lessons and abilities a version fails that the latest earlier version of its"
+        " lineage to measure them passed",
+    )
+    v.add_argument("version", help="adapter id or name")
+    v.add_argument("--json", action="store_true", help="machine-readable output")
+    v.set_defaults(handler=_forgotten)
     v = verbs.add_parser("promote", help="make a version active (hot-swap into the student)")
     v.add_argument("version", help="adapter id or name")
     v.add_argument("--reason", default="promoted by an operator")
@@ -133,31 +148,55 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from services.api.serving.retention import latest_points
     from services.trainer.versions import list_versions
     from shared.db import session_scope
     from shared.registry import get_active
 
     with session_scope() as session:
         active = get_active(session)
-        rows = [_row(a, active.id if active else None) for a in list_versions(session)]
+        versions = list_versions(session)
+        points = latest_points(session, versions)
+        rows = [_row(a, active.id if active else None, points.get(a.id)) for a in versions]
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
     if not rows:
         print("no adapter versions yet")
         return 0
-    print(f"{'id':>4}  {'':1} {'status':<10} {'parent':>6}  {'hash':<12}  {'gate':<44}  name")
+    print(
+        f"{'id':>4}  {'':1} {'status':<10} {'parent':>6}  {'hash':<12}  {'gate':<44}"
+        f"  {'lessons':>7} {'abilities':>9} {'probes':>6} {'drift':>7}  name"
+    )
     for r in rows:
         mark = "*" if r["active"] else ""
         parent = r["parent_id"] if r["parent_id"] is not None else "-"
+        ret = r["retention"]
         print(
             f"{r['id']:>4}  {mark:1} {r['status']:<10} {parent!s:>6}  {r['content_hash'][:12]:<12}"
-            f"  {r['gate_summary']:<44}  {r['name']}"
+            f"  {r['gate_summary']:<44}  {ret['lessons']:>7} {ret['abilities']:>9}"
+            f" {ret['probes']:>6} {ret['drift']:>7}  {r['name']}"
         )
     return 0
 
 
-def _row(adapter, active_id: int | None) -> dict[str, Any]:
+def _retention_cells(point: RetentionPoint | None) -> dict[str, str | None]:
+    """pass@1 per retention set (``0.75``) and drift (``+0.021``) of a version's point
+    (services/api/serving/retention.py), ``-`` where not measured, and the occasion measured."""
+    from shared.enums import RetentionKind
+
+    figures = {s.kind: s.pass_at_1 for s in point.sets} if point is not None else {}
+    cells: dict[str, str | None] = {
+        kind.value: "-" if figures.get(kind) is None else format(figures[kind], ".2f")
+        for kind in RetentionKind
+    }
+    drift = point.drift_nll if point is not None else None
+    cells["drift"] = "-" if drift is None else format(drift, "+.3f")
+    cells["occasion"] = point.occasion.value if point is not None else None
+    return cells
+
+
+def _row(adapter, active_id: int | None, point: RetentionPoint | None = None) -> dict[str, Any]:
     gate = adapter.metrics.gate
     summary = "-"
     if gate is not None:
@@ -182,7 +221,45 @@ def _row(adapter, active_id: int | None) -> dict[str, Any]:
         "created_at": adapter.created_at,
         "status_reason": adapter.status_reason,
         "gate_summary": summary,
+        "retention": _retention_cells(point),
     }
+
+
+def _forgotten(args: argparse.Namespace) -> int:
+    from services.api.serving.retention import retention_view
+    from shared.db import session_scope
+    from shared.enums import RetentionOccasion
+    from shared.registry import get_adapter
+
+    with session_scope() as session:
+        adapter = get_adapter(session, args.version)
+        view = retention_view(session, adapter)
+        label = f"v{adapter.id} ({adapter.name})"
+    point = next((p for p in view.lineage if p.adapter_id == view.adapter_id), None)
+    if point is None:
+        # Not "forgot nothing": nobody has measured it yet.
+        print(f"persd: {label} has no retention measurement yet", file=sys.stderr)
+        return 1
+    if args.json:
+        print(view.model_dump_json(include={"adapter_id", "forgotten"}, indent=2))
+        return 0
+    occasion = "after promotion" if point.occasion == RetentionOccasion.PROMOTION else "at the gate"
+    when = f"measured {occasion}, {point.measured_at:%Y-%m-%d %H:%M} UTC"
+    if not view.forgotten:
+        print(f"{label} forgot nothing its lineage knew ({when})")
+        return 0
+    names = {p.adapter_id: p.version_name for p in view.lineage}
+    print(f"{label} forgot {len(view.forgotten)} task(s) its lineage knew ({when}):")
+    print(f"{'set':<10} {'task':>8} {'refinement':>10}  last passed by")
+    for t in view.forgotten:
+        by = (
+            "base"
+            if t.last_passed_by is None
+            else f"v{t.last_passed_by} ({names[t.last_passed_by]})"
+        )
+        ref = t.refinement_id if t.refinement_id is not None else "-"
+        print(f"{t.kind.value:<10} {t.task_id:>8} {ref!s:>10}  {by}")
+    return 0
 
 
 def _print_promotion(reply) -> int:

@@ -339,3 +339,40 @@ def test_adapters_and_training_runs_pages_read_well(page, keys) -> None:
     page.goto("/dashboard")
     assert "evaluating 12/40 held-out tasks" in page.inner_text("#training-card")
     page.screenshot(path=str(SHOTS / "overview.png"), full_page=True)
+
+
+def test_retention_page_draws_the_lineage_curves(page, keys) -> None:
+    """A lineage of three versions after the base model: the retention and drift curves, the
+    lineage table, and the forgotten lessons, each a link to its refinement."""
+    from tests.api import lineage
+
+    seeded = lineage.seed()
+    v = seeded.versions
+    _login(page, keys["read"], "/dashboard/adapters")
+    assert page.inner_text(f"#adapter-{v['v1']} td.r-lessons") == "0.75\n3/4"
+    page.screenshot(path=str(ARTIFACTS / "dashboard-adapters-retention.png"), full_page=True)
+    page.click(f"#adapter-{v['v3']} a.retention-link")
+    page.wait_for_url(re.compile(rf"/dashboard/adapters/{v['v3']}/retention$"))
+
+    page.wait_for_selector("#chart-retention polyline", state="attached")
+    assert page.locator("#chart-retention polyline").count() == 3  # lessons, abilities, probes
+    texts = page.locator("#chart-retention text").all_text_contents()
+    assert {"lessons pass@1", "abilities pass@1", "probes pass@1"} <= set(texts)
+    ticks = ["base", f"v{v['v1']}", f"v{v['v2']}", f"v{v['v3']}"]
+    assert [t for t in texts if t in ticks] == ticks  # one tick per lineage point, in order
+    assert page.locator("#chart-retention circle").count() == 12
+    # Drawn left to right: the x of each lessons point grows with its lineage position.
+    xs = page.locator("#chart-retention circle").evaluate_all(
+        "cs => cs.slice(0, 4).map(c => Number(c.getAttribute('cx')))"
+    )
+    assert xs == sorted(xs) and len(set(xs)) == 4
+    page.wait_for_selector("#chart-drift polyline", state="attached")
+    assert page.locator("#chart-drift circle").count() == 4
+    assert page.locator("#lineage tr[id^='point-']").count() == 4
+    links = page.locator("#forgotten a.refinement-link")
+    assert links.count() == 3
+    page.screenshot(path=str(ARTIFACTS / "dashboard-retention.png"), full_page=True)
+
+    links.first.click()
+    page.wait_for_url(re.compile(rf"/dashboard/refinements/{seeded.refinements['L1']}$"))
+    page.wait_for_selector("table#diff")

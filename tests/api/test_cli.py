@@ -14,6 +14,7 @@ from sqlalchemy import select
 from services.api.main import create_app
 from shared.db import session_scope
 from shared.models import ApiKey, Task
+from tests.api import lineage
 from tests.api.conftest import bearer
 from tests.support import rows as f
 
@@ -120,3 +121,95 @@ def test_submit_needs_a_key_and_a_reachable_api(tmp_path, monkeypatch) -> None:
     down = persd("submit", str(path), "--url", "http://127.0.0.1:9", "--key", "k", "--no-progress")
     assert down.returncode == 2
     assert down.stderr.strip().startswith("persd: cannot reach the API at http://127.0.0.1:9:")
+
+
+def test_adapters_list_shows_retention_columns(db) -> None:
+    seeded = lineage.seed()
+    listed = persd("adapters", "list")
+    assert listed.returncode == 0, listed.stderr
+    header, *lines = listed.stdout.splitlines()
+    assert header.split()[-5:] == ["lessons", "abilities", "probes", "drift", "name"]
+    by_name = {line.split()[-1]: line.split() for line in lines}
+    # lessons, abilities, probes pass@1 and drift of each version's point (v1: after promotion)
+    assert by_name[lineage.NAMES["v1"]][-5:] == [
+        "0.75",
+        "1.00",
+        "0.50",
+        "+0.021",
+        lineage.NAMES["v1"],
+    ]
+    assert by_name[lineage.NAMES["v3"]][-5:] == [
+        "0.20",
+        "0.33",
+        "0.50",
+        "+0.113",
+        lineage.NAMES["v3"],
+    ]
+    assert by_name[lineage.NAMES["v4"]][-5:] == ["1.00", "-", "-", "+0.048", lineage.NAMES["v4"]]
+    as_json = json.loads(persd("adapters", "list", "--json").stdout)
+    v2 = next(r for r in as_json if r["id"] == seeded.versions["v2"])
+    assert v2["retention"] == {
+        "lessons": "0.75",
+        "abilities": "0.67",
+        "probes": "1.00",
+        "drift": "+0.048",
+        "occasion": "gate",
+    }
+
+
+def test_adapters_forgotten_lists_what_a_version_lost(db) -> None:
+    seeded = lineage.seed()
+    v, t, r = seeded.versions, seeded.tasks, seeded.refinements
+    out = persd("adapters", "forgotten", str(v["v3"]))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(
+        f"v{v['v3']} ({lineage.NAMES['v3']}) forgot 4 task(s) its lineage knew (measured after promotion, "
+    )
+    assert [line.split() for line in lines[1:]] == [
+        ["set", "task", "refinement", "last", "passed", "by"],
+        ["lessons", str(t["L1"]), str(r["L1"]), f"v{v['v2']}", f"({lineage.NAMES['v2']})"],
+        ["lessons", str(t["L4"]), str(r["L4"]), f"v{v['v2']}", f"({lineage.NAMES['v2']})"],
+        ["lessons", str(t["L5"]), str(r["L5"]), f"v{v['v1']}", f"({lineage.NAMES['v1']})"],
+        ["abilities", str(t["A2"]), "-", f"v{v['v2']}", f"({lineage.NAMES['v2']})"],
+    ]
+    # By name too, and as JSON.
+    as_json = json.loads(persd("adapters", "forgotten", lineage.NAMES["v2"], "--json").stdout)
+    assert as_json == {
+        "adapter_id": v["v2"],
+        "forgotten": [
+            {
+                "kind": "lessons",
+                "task_id": t["L2"],
+                "refinement_id": r["L2"],
+                "last_passed_by": v["v1"],
+            },
+            {
+                "kind": "abilities",
+                "task_id": t["A1"],
+                "refinement_id": None,
+                "last_passed_by": v["v1"],
+            },
+        ],
+    }
+    nothing = persd("adapters", "forgotten", str(v["v1"]))
+    assert nothing.returncode == 0
+    assert nothing.stdout.startswith(
+        f"v{v['v1']} ({lineage.NAMES['v1']}) forgot nothing its lineage knew ("
+    )
+
+
+def test_adapters_forgotten_refuses_what_it_cannot_answer(db) -> None:
+    with session_scope() as s:
+        fresh = f.adapter(s, "persd-fresh").id
+    unknown = persd("adapters", "forgotten", "no-such-version")
+    assert (unknown.returncode, unknown.stderr.strip()) == (
+        2,
+        "persd: adapter 'no-such-version' does not exist",
+    )
+    assert persd("adapters", "forgotten", "99999999").returncode == 2
+    unmeasured = persd("adapters", "forgotten", str(fresh))
+    assert (unmeasured.returncode, unmeasured.stdout) == (1, "")
+    assert unmeasured.stderr.strip() == (
+        f"persd: v{fresh} (persd-fresh) has no retention measurement yet"
+    )

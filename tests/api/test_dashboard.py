@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from shared.db import session_scope
 from shared.enums import AdapterStatus, TaskStatus
 from shared.schemas.training import LossPoint
+from tests.api import lineage
 from tests.support import rows as f
 
 STATIC = Path(__file__).resolve().parents[2] / "services" / "api" / "static"
@@ -167,3 +169,62 @@ def test_a_loss_curve_is_drawn_as_step_and_loss() -> None:
     curve = [LossPoint(step=5, epoch=1, loss=0.7, lr=1e-4), LossPoint(step=6, epoch=2, loss=0.5)]
     assert loss_points(curve) == [[5.0, 0.7], [6.0, 0.5]]
     assert loss_points([]) == []
+
+
+def test_adapters_page_shows_each_versions_retention(api, keys, db) -> None:
+    seeded = lineage.seed()
+    login(api, keys["read"])
+    html = api.get("/dashboard/adapters").text
+    v1 = html[html.index(f'<tbody id="adapter-{seeded.versions["v1"]}"') :]
+    v1 = v1[: v1.index("</tbody>")]
+    assert '<td class="num ret r-lessons">0.75<br><span class="sub">3/4</span></td>' in v1
+    assert '<td class="num ret r-abilities">1.00<br><span class="sub">3/3</span></td>' in v1
+    assert '<td class="num ret r-probes">0.50<br><span class="sub">1/2</span></td>' in v1
+    assert '<td class="num ret r-drift">+0.0213<br><a class="sub retention-link"' in v1
+    assert f'href="/dashboard/adapters/{seeded.versions["v1"]}/retention"' in v1
+
+
+def test_retention_page_draws_the_lineage_and_links_the_forgotten_lessons(api, keys, db) -> None:
+    seeded = lineage.seed()
+    v, r = seeded.versions, seeded.refinements
+    login(api, keys["read"])
+    page = api.get(f"/dashboard/adapters/{v['v3']}/retention")
+    assert page.status_code == 200
+    html = page.text
+    labels = re.search(r"id=\"chart-retention\"[^>]*data-x-labels='([^']*)'", html)
+    assert labels is not None
+    assert json.loads(labels.group(1)) == ["base", f"v{v['v1']}", f"v{v['v2']}", f"v{v['v3']}"]
+    series = re.search(r"id=\"chart-retention\"[^>]*data-series='([^']*)'", html)
+    assert json.loads(series.group(1)) == [
+        {"name": "lessons pass@1", "points": [[0, 0.0], [1, 0.75], [2, 0.75], [3, 0.2]]},
+        {"name": "abilities pass@1", "points": [[0, 1.0], [1, 1.0], [2, 0.6667], [3, 0.3333]]},
+        {"name": "probes pass@1", "points": [[0, 0.0], [1, 0.5], [2, 1.0], [3, 0.5]]},
+    ]
+    drift = re.search(r"id=\"chart-drift\"[^>]*data-series='([^']*)'", html)
+    assert json.loads(drift.group(1))[0]["points"] == [[i, d] for i, d in enumerate(lineage.DRIFT)]
+    assert re.findall(r'<tr id="point-(\w+)"', html) == [
+        "base",
+        *(str(v[k]) for k in ("v1", "v2", "v3")),
+    ]
+    # Each forgotten lesson links to its refinement; the forgotten ability has none.
+    links = re.findall(r'class="refinement-link" href="/dashboard/refinements/(\d+)"', html)
+    assert links == [str(r["L1"]), str(r["L4"]), str(r["L5"])]
+    assert html.count('<tr class="k-abilities">') == 1
+    assert f'<td>{seeded.tasks["L1"]} <span class="sub">task L1</span></td>' in html
+
+
+def test_retention_page_of_an_unknown_or_unmeasured_version(api, keys, db) -> None:
+    login(api, keys["read"])
+    missing = api.get("/dashboard/adapters/999999/retention")
+    assert missing.status_code == 404
+    assert '<p class="error" id="error-message">adapter version 999999 does not exist</p>' in (
+        missing.text
+    )
+    with session_scope() as s:
+        fresh = f.adapter(s, "persd-fresh", AdapterStatus.EVALUATING).id
+    page = api.get(f"/dashboard/adapters/{fresh}/retention")
+    assert page.status_code == 200
+    assert (
+        f'<p class="empty" id="forgotten-none">v{fresh} has not been measured yet.</p>' in page.text
+    )
+    assert "No version of this lineage has been measured yet." in page.text

@@ -13,6 +13,7 @@ V1 = {
     ("get", "/v1/refinements"),
     ("get", "/v1/refinements/{refinement_id}"),
     ("get", "/v1/adapters"),
+    ("get", "/v1/adapters/{version}/retention"),
     ("post", "/v1/adapters/{version}/promote"),
     ("post", "/v1/adapters/rollback"),
     ("get", "/v1/training-runs"),

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from services.api.keys import create_key
 from services.api.main import create_app
 from shared.db import session_scope
-from shared.enums import AdapterStatus, TaskStatus
+from shared.enums import AdapterStatus, RetentionKind, TaskStatus
 from tests.support import rows as f
 from tests.support.queues import purge_queues
 from tests.support.tables import clear_tables
@@ -127,6 +127,10 @@ def fuzz_key(pg_schema) -> Iterator[str]:
         t = f.task(s, TaskStatus.REFINED)
         refinement = f.refinement(s, f.attempt(s, t, adapter_id=active.id))
         f.training_run(s, adapter_id=active.id)
+        # A retention point for the active version, so its retention view has a body to check.
+        f.retention_member(s, RetentionKind.LESSONS, t, refinement_id=refinement.id)
+        f.retention_measurement(s, None, results=[(RetentionKind.LESSONS, t, True)])
+        f.retention_measurement(s, active.id, results=[(RetentionKind.LESSONS, t, False)])
         key = create_key(s, "fuzzer", ["admin"]).key
         FIRST_IDS.update(version=active.id, task_id=t.id, refinement_id=refinement.id)
     yield key

@@ -15,6 +15,8 @@ from shared.enums import (
     AdapterStatus,
     ExecutionOutcome,
     RejectionReason,
+    RetentionKind,
+    RetentionOccasion,
     TaskStatus,
     TestSet,
     TrainingRunStatus,
@@ -26,9 +28,13 @@ from shared.models import (
     Attempt,
     Execution,
     Refinement,
+    RetentionMeasurement,
+    RetentionMember,
+    RetentionResult,
     Task,
     TrainingRun,
 )
+from shared.schemas.retention import SetFigures
 from shared.schemas.training import GateFigures, GateRecord, LossPoint, TrainingMetrics
 
 ASSERTS = {"format": "asserts", "asserts": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]}
@@ -270,3 +276,73 @@ def training_run(
 
 def _default_curve() -> list[LossPoint]:
     return loss_curve(2.0, 1.5, 1.1, 0.9)
+
+
+def retention_member(
+    s: Session,
+    kind: RetentionKind,
+    task_row: Task,
+    *,
+    source_adapter_id: int | None = None,
+    refinement_id: int | None = None,
+) -> RetentionMember:
+    row = RetentionMember(
+        kind=kind,
+        task_id=task_row.id,
+        source_adapter_id=source_adapter_id,
+        refinement_id=refinement_id,
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def retention_measurement(
+    s: Session,
+    adapter_id: int | None,
+    occasion: RetentionOccasion = RetentionOccasion.GATE,
+    *,
+    results: list[tuple[RetentionKind, Task, bool]],
+    drift_nll: float | None = None,
+    drift_tokens: int = 0,
+    measured_at: datetime | None = None,
+) -> RetentionMeasurement:
+    """One version measured once: a result per (kind, task, passed) and the per-set figures
+    summed from them, as the retention service stores a measurement."""
+    sets = []
+    for kind in RetentionKind:
+        mine = [passed for k, _, passed in results if k == kind]
+        if mine:
+            sets.append(
+                SetFigures(
+                    kind=kind,
+                    tasks=len(mine),
+                    passed=sum(mine),
+                    pass_at_1=sum(mine) / len(mine),
+                )
+            )
+    row = RetentionMeasurement(
+        adapter_id=adapter_id,
+        occasion=occasion,
+        model=f"persd-v{adapter_id}" if adapter_id is not None else "tiny-student",
+        sets=sets,
+        drift_nll=drift_nll,
+        drift_tokens=drift_tokens,
+        seconds=12.5,
+    )
+    if measured_at is not None:
+        row.measured_at = measured_at
+    s.add(row)
+    s.flush()
+    for kind, task_row, passed in results:
+        s.add(
+            RetentionResult(
+                measurement_id=row.id,
+                kind=kind,
+                task_id=task_row.id,
+                passed=passed,
+                code=f"def {task_row.entry_point}(*args):\n    return None\n",
+            )
+        )
+    s.flush()
+    return row

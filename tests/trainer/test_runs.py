@@ -123,7 +123,16 @@ def test_adapters_list_shows_status_parent_hash_and_gate(db, capsys) -> None:
         ids = (str(v1.id), str(v2.id))
     assert persd(["adapters", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split() == [ids[0], "retired", "-", "abababababab", "-", "persd-r1-aaaa"]
+    # Never measured for retention: "-" in lessons, abilities, probes and drift.
+    assert lines[1].split() == [
+        ids[0],
+        "retired",
+        "-",
+        "abababababab",
+        "-",
+        *["-"] * 4,
+        "persd-r1-aaaa",
+    ]
     assert lines[2].split() == [
         ids[1],
         "*",
@@ -135,5 +144,6 @@ def test_adapters_list_shows_status_parent_hash_and_gate(db, capsys) -> None:
         "pass",
         "0.50/n/a",
         "pass",
+        *["-"] * 4,
         "persd-r2-bbbb",
     ]

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.api.protocol.common import MAX_ID
 from shared.enums import AdapterStatus, TrainingRunStatus
 from shared.schemas.progress import TrainingProgress
+from shared.schemas.retention import RetentionPoint
 from shared.schemas.training import AdapterMetrics, GateRecord, LossPoint
 
 
@@ -27,6 +28,12 @@ class AdapterOut(BaseModel):
     training_run_id: int | None
     gate: GateRecord | None = Field(
         description="the gate's decision and figures from its run; null when not gated"
+    )
+    retention: RetentionPoint | None = Field(
+        None,
+        description="pass@1 per retention set and drift from its latest retention measurement"
+        " (after promotion preferred over the gate's); null until measured. The whole curve:"
+        " GET /v1/adapters/{version}/retention",
     )
 
 

@@ -15,11 +15,12 @@ from services.api.protocol.adapters import (
     TrainingRunOut,
 )
 from services.api.protocol.common import MAX_ID, Page, error_responses
-from services.api.serving import adapters
+from services.api.serving import adapters, retention
 from services.api.serving.pagination import CURSOR_PATTERN
 from services.api.settings import get_api_settings
 from shared.db import session_scope
 from shared.enums import ApiScope, TrainingRunStatus
+from shared.schemas.retention import RetentionView
 
 router = APIRouter(prefix="/v1", tags=["adapters"])
 read = Depends(require(ApiScope.READ))
@@ -31,6 +32,19 @@ def list_adapters(_principal=read) -> list[AdapterOut]:
     """Adapter versions, newest first, with status, aliases and gate figures."""
     with session_scope() as session:
         return adapters.list_adapters(session)
+
+
+@router.get(
+    "/adapters/{version}/retention",
+    response_model=RetentionView,
+    responses=error_responses(401, 403, 404, 422),
+)
+def adapter_retention(
+    version: Annotated[int, Path(ge=1, le=MAX_ID)], _principal=read
+) -> RetentionView:
+    """A version's retention measurements, its lineage's retention curve and what it forgot."""
+    with session_scope() as session:
+        return retention.retention_view(session, adapters.get_version(session, version))
 
 
 @router.post(

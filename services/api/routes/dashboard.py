@@ -21,7 +21,7 @@ from services.api.errors import Forbidden, Unauthorized
 from services.api.health import worker_states
 from services.api.keys import Principal, authenticate
 from services.api.protocol.common import MAX_ID
-from services.api.serving import adapters, dashboard, experiments, refinements
+from services.api.serving import adapters, dashboard, experiments, refinements, retention
 from services.api.serving.diff import side_by_side
 from services.api.settings import get_api_settings
 from shared.db import session_scope
@@ -233,11 +233,35 @@ def adapter_list(request: Request) -> Response:
         return {
             "adapters": versions,
             "rows": {a.version: dashboard.adapter_row(a) for a in versions},
+            "retention": {a.version: dashboard.set_cells(a.retention) for a in versions},
             "promotable": dashboard.PROMOTABLE_STATUSES,
             "nav": "adapters",
         }
 
     return _render(request, "adapters.html", build)
+
+
+@router.get("/dashboard/adapters/{version}/retention", response_class=HTMLResponse)
+def adapter_retention(
+    request: Request, version: Annotated[int, PathParam(ge=1, le=MAX_ID)]
+) -> Response:
+    def build(session) -> dict[str, Any]:
+        adapter = adapters.get_version(session, version)
+        view = retention.retention_view(session, adapter)
+        return {
+            "adapter": adapter,
+            "view": view,
+            "labels": [dashboard.point_label(p) for p in view.lineage],
+            "retention_series": dashboard.retention_series(view),
+            "drift_series": dashboard.drift_series(view),
+            "lineage_rows": [(p, dashboard.set_cells(p)) for p in view.lineage],
+            "measurement_rows": [(p, dashboard.set_cells(p)) for p in view.measurements],
+            "names": {p.adapter_id: p.version_name for p in view.lineage},
+            "titles": retention.task_titles(session, view.forgotten),
+            "nav": "adapters",
+        }
+
+    return _render(request, "retention.html", build)
 
 
 @router.get("/dashboard/training-runs", response_class=HTMLResponse)

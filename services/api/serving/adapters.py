@@ -15,6 +15,7 @@ from services.api.errors import UpstreamError, UpstreamTimeout
 from services.api.protocol.adapters import AdapterOut, PromoteResult, TrainingRunOut
 from services.api.protocol.common import Page
 from services.api.serving.pagination import page_of, paginate
+from services.api.serving.retention import latest_points
 from shared.db import session_scope
 from shared.enums import TrainingRunStatus
 from shared.errors import Conflict, NotFound, PersdError
@@ -33,6 +34,7 @@ def list_adapters(session: Session) -> list[AdapterOut]:
         select(TrainingRun).where(TrainingRun.adapter_id.is_not(None)).order_by(TrainingRun.id)
     ).scalars():
         runs[run.adapter_id] = run  # the latest run that produced the version wins
+    retention = latest_points(session, adapters)
     return [
         AdapterOut(
             version=a.id,
@@ -47,6 +49,7 @@ def list_adapters(session: Session) -> list[AdapterOut]:
             metrics=a.metrics,
             training_run_id=runs[a.id].id if a.id in runs else None,
             gate=runs[a.id].gate if a.id in runs else None,
+            retention=retention.get(a.id),
         )
         for a in adapters
     ]
@@ -94,7 +97,7 @@ def promote(version: int, reason: str, timeout_s: float) -> PromoteResult:
     with session_scope() as session:
         current = active_version(session)
         if current != version:
-            check_promotable(_version(session, version))
+            check_promotable(get_version(session, version))
     if current == version:
         # Promoting the active version is a retry of a promotion that already happened.
         return PromoteResult(
@@ -114,7 +117,8 @@ def rollback(version: int | None, reason: str, timeout_s: float) -> PromoteResul
     return request_promotion(target_id, reason or "rollback", timeout_s)
 
 
-def _version(session: Session, version: int) -> Adapter:
+def get_version(session: Session, version: int) -> Adapter:
+    """A version by id; NotFound (404) in the API's words."""
     adapter = session.get(Adapter, version)
     if adapter is None:
         raise NotFound(f"adapter version {version} does not exist")

@@ -7,8 +7,9 @@ from typing import Any
 
 from services.api.protocol.adapters import AdapterOut
 from services.api.protocol.stats import Stats
-from shared.enums import AdapterStatus
+from shared.enums import AdapterStatus, RetentionKind
 from shared.registry import PROMOTABLE
+from shared.schemas.retention import RetentionPoint, RetentionView
 from shared.schemas.training import GateRecord, LossPoint
 
 # Versions the adapters page offers a Promote button for: shared.registry's policy (the active
@@ -122,6 +123,49 @@ def adapter_row(adapter: AdapterOut) -> dict[str, Any]:
             "other": figures(rest),
         },
     }
+
+
+def point_label(point: RetentionPoint) -> str:
+    return "base" if point.adapter_id is None else f"v{point.adapter_id}"
+
+
+def retention_series(view: RetentionView) -> list[dict[str, Any]]:
+    """pass@1 per set along the lineage: x is the point's position (labels: point_label); a
+    set not measured at a point has no point there."""
+    series = []
+    for kind in RetentionKind:
+        points = [
+            [i, round(s.pass_at_1, 4)]
+            for i, p in enumerate(view.lineage)
+            for s in p.sets
+            if s.kind == kind and s.pass_at_1 is not None
+        ]
+        if points:
+            series.append({"name": f"{kind.value} pass@1", "points": points})
+    return series
+
+
+def drift_series(view: RetentionView) -> list[dict[str, Any]]:
+    points = [[i, p.drift_nll] for i, p in enumerate(view.lineage) if p.drift_nll is not None]
+    return [{"name": "drift (Δ NLL per token)", "points": points}] if points else []
+
+
+def set_cells(point: RetentionPoint | None) -> dict[str, dict[str, str]]:
+    """Per set of a point: pass@1 and passed/tasks, and its drift; "—" where not measured."""
+    figures = {s.kind: s for s in point.sets} if point is not None else {}
+    out: dict[str, dict[str, str]] = {}
+    for kind in RetentionKind:
+        s = figures.get(kind)
+        out[kind.value] = {
+            "pass_at_1": _num(s.pass_at_1, ".2f") if s is not None else "—",
+            "count": f"{s.passed}/{s.tasks}" if s is not None else "",
+        }
+    drift = point.drift_nll if point is not None else None
+    out["drift"] = {
+        "value": _num(drift, "+.4f"),
+        "tokens": f"{point.drift_tokens} tokens" if point is not None and drift is not None else "",
+    }
+    return out
 
 
 def worker_rows(states: dict[str, Any] | None) -> list[dict[str, Any]] | None:

@@ -20,9 +20,12 @@ function formatX(x, numeric) {
 
 // Draw series [{name, points: [[x, y], ...]}] into an <svg class="chart" data-series=...>.
 // x is an ISO time (default) or a number (data-numeric-x); y is scaled to [0, data-ymax or max].
+// data-x-labels (a JSON list) names the numeric x positions 0, 1, ... (e.g. versions of a
+// lineage): one tick per label instead of four evenly spaced numbers.
 function drawChart(svg) {
-  let series;
+  let series, labels = null;
   try { series = JSON.parse(svg.dataset.series || "[]"); } catch (e) { return; }
+  try { labels = svg.dataset.xLabels ? JSON.parse(svg.dataset.xLabels) : null; } catch (e) { labels = null; }
   while (svg.firstChild) svg.removeChild(svg.firstChild);
   const numeric = svg.dataset.numericX === "1";
   const percent = svg.dataset.percent === "1";
@@ -39,6 +42,7 @@ function drawChart(svg) {
     return;
   }
   let x0 = Math.min(...xs), x1 = Math.max(...xs);
+  if (labels && labels.length) { x0 = 0; x1 = labels.length - 1; }
   // A single x (one bucket so far) gets room around it: an hour for times, one for steps.
   if (x0 === x1) { const pad1 = numeric ? 1 : 3600000; x0 -= pad1; x1 += pad1; }
   const yMax = svg.dataset.ymax ? Number(svg.dataset.ymax) : Math.max(...ys, 0) * 1.1 || 1;
@@ -53,9 +57,11 @@ function drawChart(svg) {
   }
   const axisY = H - pad.b;
   svg.appendChild(svgEl("line", { class: "axis", x1: pad.l, x2: W - pad.r, y1: axisY, y2: axisY }));
-  for (let i = 0; i <= 4; i++) {
-    const xv = x0 + ((x1 - x0) * i) / 4;
-    svg.appendChild(svgEl("text", { x: px(xv), y: axisY + 14, "text-anchor": "middle" }, formatX(xv, numeric)));
+  const ticks = labels && labels.length
+    ? labels.map((label, i) => [i, String(label)])
+    : [0, 1, 2, 3, 4].map((i) => { const xv = x0 + ((x1 - x0) * i) / 4; return [xv, formatX(xv, numeric)]; });
+  for (const [xv, text] of ticks) {
+    svg.appendChild(svgEl("text", { x: px(xv), y: axisY + 14, "text-anchor": "middle" }, text));
   }
   series.forEach((s, i) => {
     const color = PALETTE[i % PALETTE.length];
