@@ -13,6 +13,18 @@ two ends of that:
 
 Storing is idempotent per (version, occasion), so a gate run again for the same candidate (a
 redelivered train message) keeps the first measurement.
+
+Wiring (in ``run_gate``, once the gate takes retention sets)::
+
+    task_sets = hook.gate_sets()
+    result = evaluate(..., retention=[RetentionTasks(k, t) for k, t in task_sets.items()])
+    hook.record_gate(
+        config,
+        Subject(candidate.adapter_id, candidate.name, candidate.path, base_model),
+        <the candidate side's outcomes by RetentionKind>,
+        base=Subject(None, served_base, None, base_model) if active_side is None else None,
+        base_outcomes=<the active side's outcomes by kind> if active_side is None else None,
+    )
 """
 
 from __future__ import annotations
@@ -46,16 +58,24 @@ def record_gate(
 ) -> list[measure.Stored]:
     """Store what the gate measured. ``base``/``base_outcomes``: the active side when it was
     the base model (None when an adapter was active: that one has its own measurements)."""
-    started = time.monotonic()
-    stored = [
-        measure.store(
-            candidate,
-            RetentionOccasion.GATE,
-            candidate_outcomes,
-            measure.drift(config, candidate),
-            seconds if seconds is not None else time.monotonic() - started,
-        )
-    ]
+    with session_scope() as session:
+        existing = measure.find(session, candidate.adapter_id, RetentionOccasion.GATE)
+    if existing is not None:
+        # Gated again (a redelivered train message): the first measurement stands, and its
+        # drift pass is not repeated.
+        stored = [measure.Stored.of(existing)]
+    else:
+        started = time.monotonic()
+        found_drift = measure.drift(config, candidate)
+        stored = [
+            measure.store(
+                candidate,
+                RetentionOccasion.GATE,
+                candidate_outcomes,
+                found_drift,
+                seconds if seconds is not None else time.monotonic() - started,
+            )
+        ]
     if base is not None and base_outcomes is not None:
         with session_scope() as session:
             has_one = measure.find(session, None) is not None

@@ -88,6 +88,11 @@ class Stored:
     sets: list[SetFigures]
     drift: Drift
 
+    @classmethod
+    def of(cls, row: RetentionMeasurement) -> Stored:
+        """An existing measurement, as found by a redelivery."""
+        return cls(row.id, False, row.sets, Drift(row.drift_nll, row.drift_tokens))
+
 
 def find(
     session: Session, adapter_id: int | None, occasion: RetentionOccasion | None = None
@@ -183,7 +188,7 @@ def store(
         if not new:
             row = find(session, subject.adapter_id, occasion)
             assert row is not None  # the unique index refused the insert because it exists
-            return Stored(row.id, False, row.sets, Drift(row.drift_nll, row.drift_tokens))
+            return Stored.of(row)
         measurement_id = new[0].id
         results = [
             {
@@ -221,12 +226,7 @@ def measure(
     with session_scope() as session:
         existing = find(session, subject.adapter_id, occasion)
         if existing is not None:
-            return Stored(
-                existing.id,
-                False,
-                existing.sets,
-                Drift(existing.drift_nll, existing.drift_tokens),
-            )
+            return Stored.of(existing)
         task_sets = sets.all_sets(session)
     started = time.monotonic()
     outcomes = score(client, subject.name, task_sets, config, run_programs)

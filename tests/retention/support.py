@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.db import session_scope
-from shared.enums import AdapterStatus, ExecutionOutcome, Split
+from shared.enums import AdapterStatus, ExecutionOutcome, RetentionKind, Split
 from shared.prompts import generation_prompt
 from shared.registry import artifact_hash
+from shared.schemas.retention import SetFigures
 from tests.support import rows
 from tests.support.lora import train_memorising_adapter
 from tests.trainer.support import SET_A, Spec, suite
@@ -80,3 +81,14 @@ def seed_world(adapter_path: Path, base_model: Path) -> World:
             rows.example(s, task, Split.HELDOUT, target=spec.body)
             tasks[spec.entry_point] = task.id
         return World(version.id, version.name, str(adapter_path), tasks)
+
+
+def figures(lessons: int, abilities: int, probes: int) -> list[SetFigures]:
+    """A measurement's figures on the world's three sets of two tasks each."""
+    return [
+        SetFigures(kind=RetentionKind.LESSONS, tasks=2, passed=lessons, pass_at_1=lessons / 2),
+        SetFigures(
+            kind=RetentionKind.ABILITIES, tasks=2, passed=abilities, pass_at_1=abilities / 2
+        ),
+        SetFigures(kind=RetentionKind.PROBES, tasks=2, passed=probes, pass_at_1=probes / 2),
+    ]

@@ -18,23 +18,12 @@ from services.trainer.execution import run_programs
 from shared.db import session_scope
 from shared.enums import RetentionKind, RetentionOccasion
 from shared.models import Attempt, RetentionMeasurement, RetentionResult
-from shared.schemas.retention import SetFigures
 from shared.vllm_client import VllmClient
-from tests.retention.support import ABILITIES, KNOWN, LESSONS, PROBES, seed_world
+from tests.retention.support import ABILITIES, KNOWN, LESSONS, PROBES, figures, seed_world
 from tests.support.vllm import tiny_student_path
 from tests.trainer.support import fast_settings
 
 pytestmark = pytest.mark.slow
-
-
-def figures(lessons: int, abilities: int, probes: int) -> list[SetFigures]:
-    return [
-        SetFigures(kind=RetentionKind.LESSONS, tasks=2, passed=lessons, pass_at_1=lessons / 2),
-        SetFigures(
-            kind=RetentionKind.ABILITIES, tasks=2, passed=abilities, pass_at_1=abilities / 2
-        ),
-        SetFigures(kind=RetentionKind.PROBES, tasks=2, passed=probes, pass_at_1=probes / 2),
-    ]
 
 
 def ability_tokens() -> int:
