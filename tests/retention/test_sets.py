@@ -1,15 +1,19 @@
 """Retention set membership on PostgreSQL: who is eligible for each set, the size cap, the
-seeded order, members never removed, and concurrent refreshes adding each task once."""
+seeded order, members never removed, and concurrent refreshes adding each task once; and the
+retention check's two ways of measuring nothing (empty sets, another check holding the lock)."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
 
+import redis
 from sqlalchemy import delete, func, select
 
-from services.retention import sets
+from services.retention import check, sets
 from services.retention.settings import RetentionSettings
+from services.trainer.config import load_config
+from shared.config import get_settings
 from shared.db import session_scope
 from shared.enums import (
     AdapterStatus,
@@ -18,8 +22,10 @@ from shared.enums import (
     Split,
     TrainingRunStatus,
 )
-from shared.models import RetentionMember, TrainingExample
+from shared.models import RetentionMeasurement, RetentionMember, TrainingExample
+from shared.schemas.messages import RetentionCheckRequest
 from tests.support import rows
+from tests.trainer.support import fast_settings
 
 
 def members(kind: RetentionKind) -> dict[int, tuple[int | None, int | None]]:
@@ -176,3 +182,19 @@ def test_concurrent_refreshes_add_each_task_once(db) -> None:
             )
         ).one()
     assert count == distinct == 20
+
+
+def test_a_check_measures_nothing_on_empty_sets_or_while_another_measures(db, tmp_path) -> None:
+    config = load_config(**fast_settings(tmp_path))
+    request = RetentionCheckRequest(lock_s=30)
+    reply = check.check(request, config, RetentionSettings())
+    assert (reply.measured, reply.detail) == ([], "the retention sets have no members yet")
+    held = redis.Redis.from_url(get_settings().redis_url).lock(check.lock_key(), timeout=30)
+    assert held.acquire(blocking=False)
+    try:
+        busy = check.check(request, config, RetentionSettings())
+    finally:
+        held.release()
+    assert busy.detail == "a retention check is measuring already"
+    with session_scope() as s:
+        assert s.execute(select(func.count(RetentionMeasurement.id))).scalar_one() == 0
