@@ -16,6 +16,7 @@ CLASSES = [
     ("services.teacher.settings", "TeacherSettings"),
     ("services.trainer.config", "TrainerConfig"),
     ("services.scheduler.reconciler", "ReconcilerSettings"),
+    ("services.retention.settings", "RetentionSettings"),
 ]
 
 

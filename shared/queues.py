@@ -167,6 +167,9 @@ SCHEDULER_TEACHER_RESUME = _spec(
 SCHEDULER_TRAINING_CHECK = _spec(
     "scheduler.training_check", Queue.SCHEDULER, m.TrainingCheckRequest, m.TrainingCheckReply
 )
+SCHEDULER_RETENTION_CHECK = _spec(
+    "scheduler.retention_check", Queue.SCHEDULER, m.RetentionCheckRequest, m.RetentionCheckReply
+)
 
 PINGS = {
     Queue.STUDENT: STUDENT_PING,

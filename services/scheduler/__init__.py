@@ -10,4 +10,6 @@ expires after one interval, so a worker that was away finds one message per job,
   teacher once the obstacle is gone
 - ``scheduler.training_check``  :mod:`.training`: fail training runs whose lease expired, then
   send ``trainer.train`` when the trigger holds and no run is in progress
+- ``scheduler.retention_check`` services/retention/check.py: grow the retention sets, measure
+  the base model and each newly promoted version on them
 """

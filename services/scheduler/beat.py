@@ -17,12 +17,18 @@ from pydantic import BaseModel
 
 from shared.queues import (
     SCHEDULER_RECONCILE,
+    SCHEDULER_RETENTION_CHECK,
     SCHEDULER_TEACHER_RESUME,
     SCHEDULER_TRAINING_CHECK,
     TaskSpec,
     app,
 )
-from shared.schemas.messages import ReconcileRequest, TeacherResumeRequest, TrainingCheckRequest
+from shared.schemas.messages import (
+    ReconcileRequest,
+    RetentionCheckRequest,
+    TeacherResumeRequest,
+    TrainingCheckRequest,
+)
 
 __all__ = ["app", "Intervals", "beat_schedule"]
 
@@ -37,9 +43,11 @@ class Intervals:
     reconcile_batch: int
     teacher_resume_s: float
     training_check_s: float
+    retention_check_s: float
 
     @classmethod
     def from_settings(cls) -> Intervals:
+        from services.retention.settings import get_retention_settings
         from services.scheduler.reconciler import get_reconciler_settings
         from services.teacher.settings import get_teacher_settings
         from services.trainer.config import load_config
@@ -51,6 +59,7 @@ class Intervals:
             reconcile_batch=reconciler.batch,
             teacher_resume_s=get_teacher_settings().resume_interval_s,
             training_check_s=load_config().check_interval_s,
+            retention_check_s=get_retention_settings().check_interval_s,
         )
 
 
@@ -84,6 +93,13 @@ def beat_schedule(intervals: Intervals) -> dict[str, dict[str, Any]]:
             TrainingCheckRequest(train_expires_s=max(intervals.training_check_s, 30.0) * 2),
             intervals.training_check_s,
         ),
+        "retention-check": _entry(
+            SCHEDULER_RETENTION_CHECK,
+            # The lock outlives a slow measurement but not a dead worker by much: ten intervals,
+            # at least half an hour (a real model's measurement takes minutes).
+            RetentionCheckRequest(lock_s=max(intervals.retention_check_s * 10, 1800.0)),
+            intervals.retention_check_s,
+        ),
     }
 
 
@@ -93,5 +109,9 @@ app.conf.beat_schedule = beat_schedule(_intervals)
 # lost on restart and no shelve file is written to the working directory.
 app.conf.beat_scheduler = "celery.beat:Scheduler"
 app.conf.beat_max_loop_interval = min(
-    _intervals.reconcile_s, _intervals.teacher_resume_s, _intervals.training_check_s, 60.0
+    _intervals.reconcile_s,
+    _intervals.teacher_resume_s,
+    _intervals.training_check_s,
+    _intervals.retention_check_s,
+    60.0,
 )

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.enums import (
     ExecutionOutcome,
     ExecutionSubject,
+    RetentionKind,
     TaskStatus,
     TrainingRunStatus,
     TrainingTrigger,
@@ -179,4 +180,19 @@ class TrainingCheckReply(Message):
     recovered: list[int] = Field(default_factory=list)  # runs failed for an expired lease
     trigger: TrainingTrigger | None = None  # the condition that held; None: not due
     sent: bool = False  # whether trainer.train went out
+    detail: str = ""
+
+
+class RetentionCheckRequest(Message):
+    """Refresh the retention sets, then measure the base model if it has no measurement and the
+    active version if it has none since its promotion (services/retention/check.py)."""
+
+    # Longest one check may hold the retention lock: a worker killed mid-measurement blocks the
+    # next check at most this long.
+    lock_s: float = Field(1800.0, gt=0)
+
+
+class RetentionCheckReply(Message):
+    added: dict[RetentionKind, int] = Field(default_factory=dict)  # new members per set
+    measured: list[str] = Field(default_factory=list)  # served names measured by this check
     detail: str = ""

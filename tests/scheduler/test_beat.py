@@ -13,7 +13,12 @@ from services.scheduler import beat as beat_module
 from services.scheduler.beat import Intervals, beat_schedule
 from shared.config import get_settings
 from shared.queues import SPECS, Queue
-from shared.schemas.messages import ReconcileRequest, TeacherResumeRequest, TrainingCheckRequest
+from shared.schemas.messages import (
+    ReconcileRequest,
+    RetentionCheckRequest,
+    TeacherResumeRequest,
+    TrainingCheckRequest,
+)
 from tests.e2e.support import Beat
 from tests.scheduler.support import queued
 from tests.support.poll import wait_until
@@ -40,6 +45,7 @@ def test_the_schedule_sends_one_typed_message_per_job_to_the_scheduler_queue() -
         reconcile_batch=50,
         teacher_resume_s=11.0,
         training_check_s=13.0,
+        retention_check_s=17.0,
     )
     schedule = beat_schedule(intervals)
     assert {entry["task"] for entry in schedule.values()} == JOBS
@@ -57,6 +63,11 @@ def test_the_schedule_sends_one_typed_message_per_job_to_the_scheduler_queue() -
     assert TrainingCheckRequest.model_validate(
         by_task["scheduler.training_check"]["args"][0]
     ) == TrainingCheckRequest(train_expires_s=60.0)
+    # A promoted version is measured within one interval; the lock outlives a slow measurement.
+    assert by_task["scheduler.retention_check"]["schedule"] == 17.0
+    assert RetentionCheckRequest.model_validate(
+        by_task["scheduler.retention_check"]["args"][0]
+    ) == RetentionCheckRequest(lock_s=1800.0)
     # What the beat process installs is this schedule, from the environment's settings.
     assert beat_module.app.conf.beat_schedule == beat_schedule(Intervals.from_settings())
     for entry in beat_module.app.conf.beat_schedule.values():
@@ -79,6 +90,7 @@ def test_a_real_beat_sends_typed_expiring_messages_to_the_scheduler_queue(log_di
         "RECONCILER_DEADLINE_S": "30",
         "TEACHER_RESUME_INTERVAL_S": "1",
         "TRAINER_CHECK_INTERVAL_S": "1",
+        "RETENTION_CHECK_INTERVAL_S": "1",
     }
 
     def every_job() -> list | None:

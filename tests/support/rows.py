@@ -13,10 +13,12 @@ from sqlalchemy.orm import Session
 from shared.enums import (
     AdapterAlias,
     AdapterStatus,
+    ExampleVariant,
     ExecutionOutcome,
     RejectionReason,
     RetentionKind,
     RetentionOccasion,
+    Split,
     TaskStatus,
     TestSet,
     TrainingRunStatus,
@@ -32,6 +34,7 @@ from shared.models import (
     RetentionMember,
     RetentionResult,
     Task,
+    TrainingExample,
     TrainingRun,
 )
 from shared.schemas.retention import SetFigures
@@ -257,6 +260,7 @@ def training_run(
     loss_curve: list[LossPoint] | None = None,
     gate: GateRecord | None = None,
     progress: dict[str, Any] | None = None,
+    examples_through_id: int = 0,
 ) -> TrainingRun:
     row = TrainingRun(
         status=status,
@@ -268,6 +272,36 @@ def training_run(
         adapter_id=adapter_id,
         gate=gate,
         progress=progress,
+        examples_through_id=examples_through_id,
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def example(
+    s: Session,
+    task_row: Task,
+    split: Split = Split.TRAIN,
+    *,
+    refinement_row: Refinement | None = None,
+    variant: ExampleVariant = ExampleVariant.PERSD,
+    target: str = "    return a + b\n",
+) -> TrainingExample:
+    """A training example of ``task_row`` as the teacher stores it (unique content hash)."""
+    import hashlib
+
+    prompt = f"# {task_row.description}\n{task_row.header}\n"
+    row = TrainingExample(
+        variant=variant,
+        input=prompt,
+        target=target,
+        task_id=task_row.id,
+        refinement_id=refinement_row.id if refinement_row is not None else None,
+        split=split,
+        content_hash=hashlib.sha256(
+            f"{variant}|{task_row.id}|{split}|{prompt}|{target}".encode()
+        ).hexdigest(),
     )
     s.add(row)
     s.flush()

@@ -1,0 +1,88 @@
+"""The promotion gate's retention hook (services/trainer/evaluation.run_gate).
+
+The gate scores the retention sets beside its held-out tasks, both sides on the same tasks
+(services/trainer/gate.evaluate's ``retention=[RetentionTasks(kind, tasks)]``, which returns per
+side, per set, per task outcomes with ``task_id``, ``passed`` and ``code``). This module is the
+two ends of that:
+
+- :func:`gate_sets`, before the gate: refresh the sets and load their tasks;
+- :func:`record_gate`, after it: store the candidate's measurement (occasion ``gate``), and the
+  base model's when the base was the side to beat and has no measurement yet. Nothing is
+  generated again: the gate's outcomes are stored as they are; only the candidate's drift is
+  computed (one local NLL pass).
+
+Storing is idempotent per (version, occasion), so a gate run again for the same candidate (a
+redelivered train message) keeps the first measurement.
+
+Wiring (in ``run_gate``, once the gate takes retention sets)::
+
+    task_sets = hook.gate_sets()
+    result = evaluate(..., retention=[RetentionTasks(k, t) for k, t in task_sets.items()])
+    hook.record_gate(
+        config,
+        Subject(candidate.adapter_id, candidate.name, candidate.path, base_model),
+        <the candidate side's outcomes by RetentionKind>,
+        base=Subject(None, served_base, None, base_model) if active_side is None else None,
+        base_outcomes=<the active side's outcomes by kind> if active_side is None else None,
+    )
+"""
+
+from __future__ import annotations
+
+import time
+
+from services.retention import measure, sets
+from services.retention.settings import RetentionSettings, get_retention_settings
+from services.trainer.config import TrainerConfig
+from services.trainer.selection import HeldoutTask
+from shared.db import session_scope
+from shared.enums import RetentionKind, RetentionOccasion
+
+
+def gate_sets(settings: RetentionSettings | None = None) -> dict[RetentionKind, list[HeldoutTask]]:
+    """The sets as they are now, refreshed first; build the gate's ``RetentionTasks`` from it."""
+    with session_scope() as session:
+        sets.refresh(session, settings or get_retention_settings())
+    with session_scope() as session:
+        return sets.all_sets(session)
+
+
+def record_gate(
+    config: TrainerConfig,
+    candidate: measure.Subject,
+    candidate_outcomes: measure.Outcomes,
+    *,
+    base: measure.Subject | None = None,
+    base_outcomes: measure.Outcomes | None = None,
+    seconds: float | None = None,
+) -> list[measure.Stored]:
+    """Store what the gate measured. ``base``/``base_outcomes``: the active side when it was
+    the base model (None when an adapter was active: that one has its own measurements)."""
+    with session_scope() as session:
+        existing = measure.find(session, candidate.adapter_id, RetentionOccasion.GATE)
+    if existing is not None:
+        # Gated again (a redelivered train message): the first measurement stands, and its
+        # drift pass is not repeated.
+        stored = [measure.Stored.of(existing)]
+    else:
+        started = time.monotonic()
+        found_drift = measure.drift(config, candidate)
+        stored = [
+            measure.store(
+                candidate,
+                RetentionOccasion.GATE,
+                candidate_outcomes,
+                found_drift,
+                seconds if seconds is not None else time.monotonic() - started,
+            )
+        ]
+    if base is not None and base_outcomes is not None:
+        with session_scope() as session:
+            has_one = measure.find(session, None) is not None
+        if not has_one:
+            stored.append(
+                measure.store(
+                    base, RetentionOccasion.GATE, base_outcomes, measure.Drift(0.0, 0), seconds
+                )
+            )
+    return stored

@@ -1,0 +1,234 @@
+"""Measuring one version (or the base model) on every retention set, and storing it.
+
+A measurement is scored exactly as the gate scores held-out pass@1: one greedy completion per
+task from the student's vLLM server under the version's served name
+(services/trainer/gate.generate_programs), run by the executor against the task's hidden tests,
+else its seen tests (services/trainer/execution.run_programs, on the execute queue). The
+answers are shadow attempts: they are stored only as ``retention_results``, never as attempts or
+task rows, so no user statistic counts them. A task that is in two sets is generated and run
+once (greedy: the answer would be the same).
+
+Drift is the mean NLL per target token of the abilities' own passing answers (each ability's
+step-1 answer as target, its generation prompt as input) under the version, minus the same
+under the base model (services/trainer/nll.mean_nll, one model load for both). It says how far
+a version moved from text the student already got right, without running anything; 0 for the
+base model by definition.
+
+There is one measurement per (version, occasion): a unique index on (adapter id or 0,
+occasion) and an INSERT that skips an existing row. A redelivered request finds the
+measurement before scoring anything and stops; two at once both score, and only the first
+stores (its results with it, in the same transaction).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from services.retention import sets
+from services.trainer.config import TrainerConfig
+from services.trainer.gate import RunPrograms, generate_programs
+from services.trainer.selection import HeldoutTask
+from shared.db import insert_new, session_scope
+from shared.enums import RetentionKind, RetentionOccasion
+from shared.models import RetentionMeasurement, RetentionResult
+from shared.schemas.retention import SetFigures
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What is measured: an adapter version under its served name, or the base model
+    (``adapter_id`` and ``path`` None) under the name the server gives it."""
+
+    adapter_id: int | None
+    name: str
+    path: str | None
+    base_model: str  # the model the version's NLL is computed on (its adapter's base)
+
+
+class Outcome(Protocol):
+    """One task's scored answer; the gate's per-task outcomes have the same shape."""
+
+    @property
+    def task_id(self) -> int: ...
+    @property
+    def passed(self) -> bool: ...
+    @property
+    def code(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Scored:
+    task_id: int
+    passed: bool
+    code: str
+
+
+Outcomes = Mapping[RetentionKind, Sequence[Outcome]]
+
+
+@dataclass(frozen=True)
+class Drift:
+    nll: float | None  # None: nothing to compute it on (no ability has a passing answer)
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Stored:
+    measurement_id: int
+    created: bool  # False: it existed (a redelivery, or a concurrent measurement stored first)
+    sets: list[SetFigures]
+    drift: Drift
+
+    @classmethod
+    def of(cls, row: RetentionMeasurement) -> Stored:
+        """An existing measurement, as found by a redelivery."""
+        return cls(row.id, False, row.sets, Drift(row.drift_nll, row.drift_tokens))
+
+
+def find(
+    session: Session, adapter_id: int | None, occasion: RetentionOccasion | None = None
+) -> RetentionMeasurement | None:
+    """The measurement of a version on ``occasion`` (any occasion when None)."""
+    query = select(RetentionMeasurement).where(
+        func.coalesce(RetentionMeasurement.adapter_id, 0) == (adapter_id or 0)
+    )
+    if occasion is not None:
+        query = query.where(RetentionMeasurement.occasion == occasion)
+    return session.execute(query.order_by(RetentionMeasurement.id).limit(1)).scalar_one_or_none()
+
+
+def score(
+    client: Any,
+    model: str,
+    task_sets: Mapping[RetentionKind, Sequence[HeldoutTask]],
+    config: TrainerConfig,
+    run_programs: RunPrograms,
+) -> dict[RetentionKind, list[Scored]]:
+    """Every set's tasks answered by ``model`` and run, each distinct task once."""
+    unique: dict[int, HeldoutTask] = {}
+    for tasks in task_sets.values():
+        for task in tasks:
+            unique.setdefault(task.task_id, task)
+    programs = generate_programs(client, model, list(unique.values()), config)
+    verdicts = run_programs(programs) if programs else []
+    by_task = {
+        p.task_id: Scored(p.task_id, ok, p.code) for p, ok in zip(programs, verdicts, strict=True)
+    }
+    return {kind: [by_task[t.task_id] for t in tasks] for kind, tasks in task_sets.items()}
+
+
+def figures(outcomes: Outcomes) -> list[SetFigures]:
+    out = []
+    for kind in RetentionKind:
+        rows = outcomes.get(kind, ())
+        passed = sum(1 for r in rows if r.passed)
+        out.append(
+            SetFigures(
+                kind=kind,
+                tasks=len(rows),
+                passed=passed,
+                pass_at_1=passed / len(rows) if rows else None,
+            )
+        )
+    return out
+
+
+def drift(config: TrainerConfig, subject: Subject) -> Drift:
+    """The subject's NLL on the abilities' passing answers minus the base model's."""
+    if subject.path is None:
+        return Drift(0.0, 0)
+    from services.trainer.nll import mean_nll
+
+    with session_scope() as session:
+        pairs = sets.ability_answers(session)
+    if not pairs:
+        return Drift(None, 0)
+    scores = mean_nll(config, subject.base_model, {"version": subject.path, "base": None}, pairs)
+    version, base = scores["version"], scores["base"]
+    if version.nll is None or base.nll is None:
+        return Drift(None, 0)
+    return Drift(version.nll - base.nll, version.tokens)
+
+
+def store(
+    subject: Subject,
+    occasion: RetentionOccasion,
+    outcomes: Outcomes,
+    found_drift: Drift,
+    seconds: float | None,
+) -> Stored:
+    """One measurement and its per-task results, in one transaction; an existing measurement of
+    the same (version, occasion) is kept as it is."""
+    sets_figures = figures(outcomes)
+    with session_scope() as session:
+        new = insert_new(
+            session,
+            RetentionMeasurement,
+            [
+                {
+                    "adapter_id": subject.adapter_id,
+                    "occasion": occasion,
+                    "model": subject.name,
+                    "sets": [f.model_dump(mode="json") for f in sets_figures],
+                    "drift_nll": found_drift.nll,
+                    "drift_tokens": found_drift.tokens,
+                    "seconds": seconds,
+                }
+            ],
+        )
+        if not new:
+            row = find(session, subject.adapter_id, occasion)
+            assert row is not None  # the unique index refused the insert because it exists
+            return Stored.of(row)
+        measurement_id = new[0].id
+        results = [
+            {
+                "measurement_id": measurement_id,
+                "kind": kind,
+                "task_id": o.task_id,
+                "passed": o.passed,
+                "code": o.code,
+            }
+            for kind, rows in outcomes.items()
+            for o in rows
+        ]
+        if results:
+            session.execute(insert(RetentionResult), results)
+    log.info(
+        "retention: %s (%s) measured: %s; drift %s",
+        subject.name,
+        occasion.value,
+        ", ".join(f"{f.kind.value} {f.passed}/{f.tasks}" for f in sets_figures),
+        "n/a" if found_drift.nll is None else f"{found_drift.nll:+.4f}",
+    )
+    return Stored(measurement_id, True, sets_figures, found_drift)
+
+
+def measure(
+    subject: Subject,
+    occasion: RetentionOccasion,
+    *,
+    config: TrainerConfig,
+    client: Any,
+    run_programs: RunPrograms,
+) -> Stored:
+    """Measure ``subject`` on every set now, unless it already has this occasion's measurement.
+    The subject must be served under ``subject.name`` (the caller loads an adapter)."""
+    with session_scope() as session:
+        existing = find(session, subject.adapter_id, occasion)
+        if existing is not None:
+            return Stored.of(existing)
+        task_sets = sets.all_sets(session)
+    started = time.monotonic()
+    outcomes = score(client, subject.name, task_sets, config, run_programs)
+    found_drift = drift(config, subject)
+    return store(subject, occasion, outcomes, found_drift, time.monotonic() - started)
