@@ -5,15 +5,17 @@ inference step. Its pass@1 is the mean. The 95% interval is a percentile bootstr
 resamples tasks and, when there are several, seeds (the two sources of noise in the figure).
 Two groups are compared on the *same* tasks: the paired bootstrap resamples tasks once for both
 (and each group's seeds), and McNemar's exact test counts the discordant (task, seed) pairs.
-Everything is seeded, so a report is reproducible from its rows.
+Everything is seeded, so a report is reproducible from its rows. McNemar's test itself lives in
+shared/stats.py, which the trainer's gate uses too.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from shared.stats import mcnemar_exact
 
 RESAMPLES = 4000
 LEVEL = 0.95
@@ -60,16 +62,6 @@ def interval(matrix: np.ndarray, seed: int = 0) -> Interval:
     return Interval(
         float(matrix.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
     )
-
-
-def mcnemar_exact(wins: int, losses: int) -> float:
-    """Two-sided exact binomial test of wins vs losses among discordant pairs."""
-    n = wins + losses
-    if n == 0:
-        return 1.0
-    k = min(wins, losses)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 def paired(a: np.ndarray, b: np.ndarray, seed: int = 0) -> Paired:

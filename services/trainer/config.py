@@ -31,9 +31,11 @@ Optimisation
 Precision
     ``device``, ``cpu_threads``, ``dtype``: float32 on CPU, bfloat16 on CUDA unless set.
 Gate
+    ``gate_min_heldout_tasks``, ``gate_alpha``, ``gate_small_sample_policy``,
     ``gate_primary_metric``, ``gate_pass_tolerance``, ``gate_min_nll_improvement``,
-    ``gate_max_tasks``, ``gate_max_examples``, ``gate_max_new_tokens``: the held-out comparison a
-    candidate must win to be promoted.
+    ``gate_retention_tolerance``, ``gate_max_tasks``, ``gate_max_examples``,
+    ``gate_max_new_tokens``: the held-out comparison a candidate must win to be promoted, and
+    the retention sets it must not forget (the rule: services/trainer/gate.py).
 Promotion
     ``promote_timeout_s``: a passing candidate is sent to ``student.promote`` (the hot-swap).
 """
@@ -49,6 +51,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.config import get_settings, load
 from shared.enums import ExampleVariant
+from shared.schemas.training import SmallSamplePolicy
 
 VariantMix = Literal["persd", "persd_refine", "persd_combined", "stand"]
 
@@ -168,19 +171,45 @@ class TrainerConfig(BaseSettings):
     )
 
     # --- Gate ------------------------------------------------------------------------------
+    gate_min_heldout_tasks: int = Field(
+        30,
+        ge=1,
+        description="held-out tasks the paired test needs; at or above it a candidate is"
+        " promoted only on a significant pass@1 gain (McNemar's exact test), below it the"
+        " small-sample policy decides",
+    )
+    gate_alpha: float = Field(
+        0.05, gt=0, lt=1, description="significance level of the held-out test (p < alpha)"
+    )
+    gate_small_sample_policy: SmallSamplePolicy = Field(
+        "promote_on_nll",
+        description="below gate_min_heldout_tasks: hold (never promote without the test; for"
+        " an operator who must never ship an unproven model) or promote_on_nll (the primary"
+        " metric decides, as before the test existed; small deployments and the demo keep"
+        " promoting)",
+    )
     gate_primary_metric: Literal["nll", "pass@1"] = Field(
         "nll",
-        description="the metric a candidate must improve: held-out refinement NLL (lower is"
-        " better) or held-out pass@1 (higher is better)",
+        description="only below gate_min_heldout_tasks under promote_on_nll: the metric an"
+        " unproven candidate must improve, held-out refinement NLL (lower is better) or raw"
+        " held-out pass@1 (higher is better, no test)",
     )
     gate_pass_tolerance: float = Field(
         0.0,
         ge=0,
         le=1,
-        description="how far held-out pass@1 may fall below the active adapter's (absolute)",
+        description="how far held-out pass@1 may fall below the active adapter's (absolute);"
+        " further refuses, whatever the other figures",
     )
     gate_min_nll_improvement: float = Field(
         0.0, ge=0, description="NLL must fall by more than this (nats per token)"
+    )
+    gate_retention_tolerance: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="how far pass@1 on the lessons and on the abilities retention sets may fall"
+        " below the active side's (absolute); further refuses, naming the lost tasks",
     )
     gate_max_tasks: int = Field(200, ge=1, description="held-out tasks generated and executed")
     gate_max_examples: int = Field(500, ge=1, description="held-out examples scored for NLL")

@@ -9,7 +9,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.enums import ExperimentArm
+from shared.enums import ExperimentArm, RetentionKind
+from shared.schemas.retention import SetFigures
+
+# The gate's rule for a held-out set below its minimum size, as configured
+# (TrainerConfig.gate_small_sample_policy).
+SmallSamplePolicy = Literal["hold", "promote_on_nll"]
 
 
 class _Stored(BaseModel):
@@ -42,8 +47,46 @@ class GateFigures(_Stored):
     failed_task_ids: list[int] = Field(default_factory=list)
 
 
+class HeldoutTest(_Stored):
+    """McNemar's exact test of the candidate against the active side on the same held-out
+    tasks (shared/stats.py), and which rule decided."""
+
+    n: int = Field(ge=0, description="held-out tasks both sides answered")
+    wins: int = Field(ge=0, description="tasks only the candidate passed")
+    losses: int = Field(ge=0, description="tasks only the active side passed")
+    p_value: float = Field(ge=0, le=1, description="two-sided, exact; 1 with no discordant task")
+    significant: bool = Field(
+        description="n >= min_tasks, more wins than losses and p_value < alpha: the only way a"
+        " held-out gain counts at or above the minimum"
+    )
+    min_tasks: int
+    alpha: float
+    policy: SmallSamplePolicy = Field(description="the configured small-sample policy")
+    applied: Literal["mcnemar", "hold", "promote_on_nll"] = Field(
+        description="the rule that decided: the test (n >= min_tasks) or the small-sample policy"
+    )
+
+
+class RetentionCheck(_Stored):
+    """Both sides on one retention set, and the set's tasks the candidate lost."""
+
+    kind: RetentionKind
+    candidate: SetFigures
+    active: SetFigures
+    lost_task_ids: list[int] = Field(
+        default_factory=list, description="passed by the active side, failed by the candidate"
+    )
+    gated: bool = Field(
+        description="lessons and abilities are gated (a loss beyond the tolerance refuses);"
+        " probes are reported only"
+    )
+
+
 class GateRecord(_Stored):
-    """The gate's decision, the rule's settings and both sides' figures."""
+    """The gate's decision, the rule's settings and both sides' figures.
+
+    Records written before the held-out test and the retention guard existed have neither:
+    their fields default to None / empty."""
 
     promote: bool
     reason: str
@@ -52,6 +95,9 @@ class GateRecord(_Stored):
     min_nll_improvement: float
     candidate: GateFigures
     active: GateFigures
+    heldout_test: HeldoutTest | None = None
+    retention_tolerance: float | None = None
+    retention: list[RetentionCheck] = Field(default_factory=list)
 
 
 class TrainingMetrics(_Stored):

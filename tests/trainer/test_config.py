@@ -21,6 +21,33 @@ def test_environment_is_read_with_the_trainer_prefix(monkeypatch) -> None:
     assert config.gate_primary_metric == "pass@1"
 
 
+def test_gate_settings_and_their_defaults(monkeypatch) -> None:
+    config = load_config()
+    assert (
+        config.gate_min_heldout_tasks,
+        config.gate_alpha,
+        config.gate_small_sample_policy,
+        config.gate_retention_tolerance,
+    ) == (30, 0.05, "promote_on_nll", 0.05)
+    monkeypatch.setenv("TRAINER_GATE_SMALL_SAMPLE_POLICY", "hold")
+    monkeypatch.setenv("TRAINER_GATE_MIN_HELDOUT_TASKS", "50")
+    config = load_config()
+    assert (config.gate_small_sample_policy, config.gate_min_heldout_tasks) == ("hold", 50)
+    monkeypatch.setenv("TRAINER_GATE_SMALL_SAMPLE_POLICY", "promote")
+    with pytest.raises(ConfigError) as err:
+        load_config()
+    assert err.value.message == (
+        "invalid configuration: TRAINER_GATE_SMALL_SAMPLE_POLICY: Input should be 'hold' or"
+        " 'promote_on_nll'"
+    )
+    monkeypatch.delenv("TRAINER_GATE_SMALL_SAMPLE_POLICY")
+    with pytest.raises(ConfigError) as err:
+        load_config(gate_alpha=1.5)
+    assert err.value.message == (
+        "invalid trainer configuration: gate_alpha: Input should be less than 1"
+    )
+
+
 def test_bad_environment_names_the_variable(monkeypatch) -> None:
     monkeypatch.setenv("TRAINER_EPOCHS", "0")
     with pytest.raises(ConfigError) as err:

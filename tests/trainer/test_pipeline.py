@@ -126,8 +126,14 @@ def test_versions_are_trained_gated_promoted_rejected_and_rolled_back(
     assert (gate.candidate.passed, gate.candidate.tasks) == (5, 7)
     assert (gate.active.passed, gate.active.tasks) == (0, 7)
     assert gate.candidate.nll < gate.active.nll
+    # Seven held-out tasks are too few for the paired test: the default small-sample policy
+    # lets NLL decide, and the reason says so (5 wins / 0 losses is p = 2/32).
+    assert (gate.heldout_test.n, gate.heldout_test.wins, gate.heldout_test.losses) == (7, 5, 0)
+    assert gate.heldout_test.applied == "promote_on_nll"
     assert gate.reason == (
-        f"held-out NLL {gate.candidate.nll:.4f} < {gate.active.nll:.4f}; pass@1 0.714 vs 0.000"
+        "not enough held-out tasks (n=7 < 30); held-out pass@1 0.714 vs 0.000, 5 wins /"
+        " 0 losses, McNemar p=0.0625 >= 0.05: not significant; small-sample policy"
+        f" promote_on_nll: held-out NLL {gate.candidate.nll:.4f} < {gate.active.nll:.4f}"
     )
     assert v1.status == AdapterStatus.ACTIVE and active().id == v1.id
     assert v1.name.startswith(f"persd-r{run.id}-") and v1.parent_id is None
@@ -174,7 +180,7 @@ def test_versions_are_trained_gated_promoted_rejected_and_rolled_back(
     assert run.examples_used == 4 + 10  # what v1 had not seen: set B and the poison
     assert run.gate.promote is False
     assert run.gate.candidate.passed < run.gate.active.passed == 5
-    assert out.detail.startswith("held-out pass@1 ")
+    assert out.detail.startswith("not enough held-out tasks (n=7 < 30); held-out pass@1 ")
     assert out.detail.endswith("by more than the tolerance 0")
     assert (bad.status, bad.status_reason) == (AdapterStatus.REJECTED, out.detail)
     assert active().id == v1.id and loaded(stack.url) == {v1.name}
