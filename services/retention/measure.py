@@ -26,14 +26,21 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from services.retention import sets
 from services.trainer.config import TrainerConfig
-from services.trainer.gate import RunPrograms, generate_programs
+from services.trainer.gate import (
+    RunPrograms,
+    TaskOutcome,
+    distinct_tasks,
+    generate_programs,
+    set_figures,
+)
+from services.trainer.gate import score as score_programs
 from services.trainer.selection import HeldoutTask
 from shared.db import insert_new, session_scope
 from shared.enums import RetentionKind, RetentionOccasion
@@ -54,25 +61,8 @@ class Subject:
     base_model: str  # the model the version's NLL is computed on (its adapter's base)
 
 
-class Outcome(Protocol):
-    """One task's scored answer; the gate's per-task outcomes have the same shape."""
-
-    @property
-    def task_id(self) -> int: ...
-    @property
-    def passed(self) -> bool: ...
-    @property
-    def code(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class Scored:
-    task_id: int
-    passed: bool
-    code: str
-
-
-Outcomes = Mapping[RetentionKind, Sequence[Outcome]]
+# Per set, one scored answer per task (the gate hands its per-set outcomes over as they are).
+Outcomes = Mapping[RetentionKind, Sequence[TaskOutcome]]
 
 
 @dataclass(frozen=True)
@@ -112,34 +102,17 @@ def score(
     task_sets: Mapping[RetentionKind, Sequence[HeldoutTask]],
     config: TrainerConfig,
     run_programs: RunPrograms,
-) -> dict[RetentionKind, list[Scored]]:
+) -> dict[RetentionKind, list[TaskOutcome]]:
     """Every set's tasks answered by ``model`` and run, each distinct task once."""
-    unique: dict[int, HeldoutTask] = {}
-    for tasks in task_sets.values():
-        for task in tasks:
-            unique.setdefault(task.task_id, task)
-    programs = generate_programs(client, model, list(unique.values()), config)
-    verdicts = run_programs(programs) if programs else []
-    by_task = {
-        p.task_id: Scored(p.task_id, ok, p.code) for p, ok in zip(programs, verdicts, strict=True)
-    }
+    unique = distinct_tasks(*task_sets.values())
+    programs = generate_programs(client, model, unique, config)
+    by_task = {o.task_id: o for o in score_programs(programs, run_programs)}
     return {kind: [by_task[t.task_id] for t in tasks] for kind, tasks in task_sets.items()}
 
 
 def figures(outcomes: Outcomes) -> list[SetFigures]:
-    out = []
-    for kind in RetentionKind:
-        rows = outcomes.get(kind, ())
-        passed = sum(1 for r in rows if r.passed)
-        out.append(
-            SetFigures(
-                kind=kind,
-                tasks=len(rows),
-                passed=passed,
-                pass_at_1=passed / len(rows) if rows else None,
-            )
-        )
-    return out
+    """One entry per kind, an empty set included (its pass@1 None)."""
+    return [set_figures(kind, outcomes.get(kind, ())) for kind in RetentionKind]
 
 
 def drift(config: TrainerConfig, subject: Subject) -> Drift:

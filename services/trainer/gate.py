@@ -125,9 +125,9 @@ class SetOutcome:
             kind=self.kind,
             candidate=set_figures(self.kind, self.candidate),
             active=set_figures(self.kind, self.active),
-            lost_task_ids=[
+            lost_task_ids=sorted(
                 o.task_id for o in self.candidate if not o.passed and o.task_id in passed_before
-            ],
+            ),
             gated=self.kind in GATED_KINDS,
         )
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from services.retention import hook, measure
 from services.trainer.config import load_config
+from services.trainer.gate import TaskOutcome
 from shared.db import session_scope
 from shared.enums import RetentionKind, RetentionOccasion
 from shared.models import RetentionMeasurement, RetentionResult
@@ -29,11 +30,11 @@ def test_the_gate_outcomes_are_stored_once_with_the_candidates_drift(
     )
     known = {world.tasks[spec.entry_point] for spec in KNOWN}
     candidate_outcomes = {
-        kind: [measure.Scored(t.task_id, t.task_id in known, f"# {t.task_id}") for t in tasks]
+        kind: [TaskOutcome(t.task_id, t.task_id in known, f"# {t.task_id}") for t in tasks]
         for kind, tasks in task_sets.items()
     }
     base_outcomes = {
-        kind: [measure.Scored(t.task_id, False, "") for t in tasks]
+        kind: [TaskOutcome(t.task_id, False, "") for t in tasks]
         for kind, tasks in task_sets.items()
     }
     base_model = str(tiny_student_path())

@@ -181,7 +181,14 @@ def test_versions_are_trained_gated_promoted_rejected_and_rolled_back(
     assert run.gate.promote is False
     assert run.gate.candidate.passed < run.gate.active.passed == 5
     assert out.detail.startswith("not enough held-out tasks (n=7 < 30); held-out pass@1 ")
-    assert out.detail.endswith("by more than the tolerance 0")
+    # Refused twice over: held-out pass@1 fell, and it forgot the lessons v1 had learned (set A
+    # and its held-out copies are lessons now: v1's run trained on them), named by task id.
+    assert "by more than the tolerance 0; forgot " in out.detail
+    lessons = next(c for c in run.gate.retention if c.kind == "lessons")
+    assert lessons.lost_task_ids and out.detail.endswith(
+        f"lessons: pass@1 {lessons.candidate.pass_at_1:.3f} vs {lessons.active.pass_at_1:.3f}"
+        " (tolerance 0.05); lost tasks " + ", ".join(map(str, lessons.lost_task_ids))
+    )
     assert (bad.status, bad.status_reason) == (AdapterStatus.REJECTED, out.detail)
     assert active().id == v1.id and loaded(stack.url) == {v1.name}
     assert answers(stack, SET_A + SET_B) == v1_answers
