@@ -20,7 +20,7 @@ Storage
     ``adapter_dir``, ``base_model``: where versions' artifact directories are written and which
     base model they are trained on.
 Data
-    ``variant_mix``, ``init_from``, ``max_length``: which example formats are trained on, whether
+    ``variant_mix``, ``init_from``, ``rehearsal_examples``, ``max_length``: which example formats are trained on, whether
     the run continues the active adapter on the examples it has not seen or trains a fresh adapter
     on all of them, and the longest example (prompt + target + EOS) in tokens.
 LoRA
@@ -120,6 +120,13 @@ class TrainerConfig(BaseSettings):
         "active",
         description="active: continue the active adapter on the examples it has not seen;"
         " fresh: a new adapter on all training examples",
+    )
+    rehearsal_examples: int = Field(
+        500,
+        ge=0,
+        description="a continued run also trains on the examples its parent learned, up to this"
+        " many (a seeded sample when there are more; 0: the new examples only). Continued on new"
+        " examples alone, an adapter overwrites its earlier lessons",
     )
     max_length: int = Field(
         1024,

@@ -324,6 +324,7 @@ def _select(
                 "request_id": request_id,
                 "parent_adapter_id": chosen.parent_id,
                 "examples_since_id": chosen.since_id,
+                "examples_rehearsed": chosen.rehearsed,
             },
             examples_used=len(chosen.pairs),
             examples_through_id=chosen.through_id,

@@ -376,3 +376,95 @@ def test_retention_page_draws_the_lineage_curves(page, keys) -> None:
     links.first.click()
     page.wait_for_url(re.compile(rf"/dashboard/refinements/{seeded.refinements['L1']}$"))
     page.wait_for_selector("table#diff")
+
+
+@pytest.mark.slow
+def test_a_lineage_from_the_real_trainer_shows_what_it_kept_and_forgot(
+    page, keys, live_server, student, vllm_server, workers, monkeypatch, tmp_path: Path
+) -> None:
+    """Three versions trained, gated and promoted by the trainer's own code (real vLLM, the
+    student worker's hot-swap, the executor), each measured on the retention sets by its gate:
+    v1 learns lessons A; v2, continued from v1 on a disjoint set B, keeps A and is promoted; v3,
+    continued from v2 on B again at five times the learning rate, forgets A and is refused with
+    the lost lessons named. The dashboard draws that lineage's retention curve."""
+    from services.trainer import runs
+    from services.trainer.config import load_config
+    from shared.enums import RetentionKind, Split, TrainingRunStatus
+    from shared.models import Adapter, TrainingRun
+    from shared.queues import SCHEDULER_RETENTION_CHECK
+    from shared.schemas.messages import RetentionCheckRequest
+    from shared.student_settings import get_student_settings
+    from tests.trainer.support import SET_A, SET_B, as_env, fast_settings, seed
+
+    for key, value in vllm_server.env.items():
+        monkeypatch.setenv(key, value)
+    get_student_settings.cache_clear()
+    workers.get("executor")
+    # The scheduler's retention check measures each version again once it serves (what beat
+    # sends every RETENTION_CHECK_INTERVAL_S), on the sets as they are after its run.
+    workers.restart("scheduler", vllm_server.env | as_env(fast_settings(tmp_path / "adapters")))
+
+    def after_promotion(adapter_id: int) -> None:
+        with session_scope() as s:
+            name = s.get(Adapter, adapter_id).name
+        reply = SCHEDULER_RETENTION_CHECK.send(RetentionCheckRequest()).get(timeout=300)
+        assert name in reply.measured, reply
+
+    def train(**settings: Any) -> tuple[runs.Outcome, TrainingRun]:
+        config = load_config(**fast_settings(tmp_path / "adapters", **settings))
+        out = runs.main(config, "manual")
+        with session_scope() as s:
+            return out, s.get(TrainingRun, out.run_id)
+
+    def lessons_of(run: TrainingRun):
+        return next(c for c in run.gate.retention if c.kind == RetentionKind.LESSONS)
+
+    seed(SET_A)
+    seed(SET_A[:5] + SET_B[:2], Split.HELDOUT, tag="-heldout")
+    out, run1 = train()
+    assert out.status == TrainingRunStatus.PROMOTED, out.detail
+    v1 = run1.adapter_id
+    after_promotion(v1)
+
+    seed(SET_B)
+    out, run2 = train(init_from="active")
+    kept = lessons_of(run2)
+    print(
+        f"\nv2 keeps lessons A: {kept.candidate.passed}/{kept.candidate.tasks} (v1"
+        f" {kept.active.passed}/{kept.active.tasks}); gate: {out.detail}"
+    )
+    assert out.status == TrainingRunStatus.PROMOTED, out.detail
+    assert kept.active.tasks == len(SET_A) and kept.active.passed >= 9
+    assert kept.candidate.pass_at_1 >= kept.active.pass_at_1 - 0.05
+    v2 = run2.adapter_id
+    after_promotion(v2)
+
+    seed(SET_B, tag="-again")  # new rows, the same B: something v2 has not seen to over-train on
+    out, run3 = train(init_from="active", learning_rate=5e-2)
+    lost = lessons_of(run3)
+    print(f"v3 lessons A: {lost.candidate.passed}/{lost.candidate.tasks}; gate: {out.detail}")
+    assert out.status == TrainingRunStatus.REJECTED, out.detail
+    assert lost.lost_task_ids and "forgot " in out.detail
+    assert out.detail.endswith("lost tasks " + ", ".join(map(str, lost.lost_task_ids)))
+    v3 = run3.adapter_id
+    with session_scope() as s:
+        assert [s.get(Adapter, v).parent_id for v in (v1, v2, v3)] == [None, v1, v2]
+
+    # The API and the page show the same lineage: base, v1, v2, v3, and what v3 forgot.
+    view = httpx.get(
+        f"{live_server.url}/v1/adapters/{v3}/retention",
+        headers=bearer(keys["read"]),
+        timeout=10,
+    ).json()
+    assert [p["adapter_id"] for p in view["lineage"]] == [None, v1, v2, v3]
+    forgotten = {t["task_id"] for t in view["forgotten"] if t["kind"] == "lessons"}
+    assert forgotten == set(lost.lost_task_ids)
+
+    _login(page, keys["read"], f"/dashboard/adapters/{v3}/retention")
+    page.wait_for_selector("#chart-retention polyline", state="attached")
+    texts = page.locator("#chart-retention text").all_text_contents()
+    ticks = ["base", f"v{v1}", f"v{v2}", f"v{v3}"]
+    assert [t for t in texts if t in ticks] == ticks
+    assert page.locator("#forgotten tr.k-lessons").count() == len(lost.lost_task_ids)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-retention-trained.png"), full_page=True)
+    workers.stop("scheduler")  # it would measure other modules' versions

@@ -126,5 +126,16 @@ def test_selection_fresh_takes_all_and_continuing_takes_what_the_parent_has_not_
         cont = select_training(s, config, s.get(Adapter, parent_id))
     assert [p.example_id for p in fresh.pairs] == ids
     assert (fresh.since_id, fresh.through_id, fresh.parent_id) == (0, ids[-1], None)
-    assert [p.example_id for p in cont.pairs] == ids[10:]
     assert (cont.since_id, cont.through_id, cont.parent_id) == (ids[9], ids[-1], parent_id)
+    # Continued: the new examples first, then every example the parent learned (rehearsal).
+    assert [p.example_id for p in cont.pairs[: cont.new]] == ids[10:]
+    assert cont.rehearsed == 10 and sorted(p.example_id for p in cont.pairs[10:]) == ids[:10]
+    with session_scope() as s:
+        few = select_training(s, make_config(rehearsal_examples=3), s.get(Adapter, parent_id))
+        again = select_training(s, make_config(rehearsal_examples=3), s.get(Adapter, parent_id))
+        none = select_training(s, make_config(rehearsal_examples=0), s.get(Adapter, parent_id))
+    # persd only: 5 learned (the even ids of the first 10), 5 new; a sample of 3 of the learned
+    learned = [p.example_id for p in few.pairs[few.new :]]
+    assert few.rehearsed == 3 and set(learned) < set(ids[0:10:2])
+    assert [p.example_id for p in again.pairs] == [p.example_id for p in few.pairs]  # seeded
+    assert none.rehearsed == 0 and len(none.pairs) == 5
