@@ -382,7 +382,8 @@ def test_retention_page_draws_the_lineage_curves(page, keys) -> None:
 def test_a_lineage_from_the_real_trainer_shows_what_it_kept_and_forgot(
     page, keys, live_server, student, vllm_server, workers, monkeypatch, tmp_path: Path
 ) -> None:
-    """Three versions trained, gated and promoted by the trainer's own code (real vLLM, the
+    """Suite tasks (lessons A and a disjoint set B, the reference bodies the reference teacher
+    answers with); three versions trained, gated and promoted by the trainer's own code (real vLLM, the
     student worker's hot-swap, the executor), each measured on the retention sets by its gate:
     v1 learns lessons A; v2, continued from v1 on a disjoint set B, keeps A and is promoted; v3,
     continued from v2 on B again at five times the learning rate, forgets A and is refused with
@@ -394,7 +395,7 @@ def test_a_lineage_from_the_real_trainer_shows_what_it_kept_and_forgot(
     from shared.queues import SCHEDULER_RETENTION_CHECK
     from shared.schemas.messages import RetentionCheckRequest
     from shared.student_settings import get_student_settings
-    from tests.trainer.support import SET_A, SET_B, as_env, fast_settings, seed
+    from tests.trainer.support import as_env, fast_settings, seed
 
     for key, value in vllm_server.env.items():
         monkeypatch.setenv(key, value)
@@ -415,6 +416,9 @@ def test_a_lineage_from_the_real_trainer_shows_what_it_kept_and_forgot(
         out = runs.main(config, "manual")
         with session_scope() as s:
             return out, s.get(TrainingRun, out.run_id)
+
+    suite_specs = _suite_specs(14)
+    SET_A, SET_B = suite_specs[:10], suite_specs[10:]  # noqa: N806 - the trainer tests' names
 
     def lessons_of(run: TrainingRun):
         return next(c for c in run.gate.retention if c.kind == RetentionKind.LESSONS)
@@ -468,3 +472,26 @@ def test_a_lineage_from_the_real_trainer_shows_what_it_kept_and_forgot(
     assert page.locator("#forgotten tr.k-lessons").count() == len(lost.lost_task_ids)
     page.screenshot(path=str(ARTIFACTS / "dashboard-retention-trained.png"), full_page=True)
     workers.stop("scheduler")  # it would measure other modules' versions
+
+
+def _suite_specs(count: int):
+    """The learnable suite's distillation tasks with the shortest reference bodies (what the
+    reference teacher answers with), short enough for the untrained tiny student to memorise in
+    seconds; their seen and hidden cases become the asserts the gate runs."""
+    from services.suite import Pool, make_pool
+    from tests.trainer.support import Spec
+
+    tasks = sorted(make_pool(Pool.DISTILL, 0, 80), key=lambda t: len(t.body))[:count]
+    return [
+        Spec(
+            t.description,
+            t.header,
+            t.body,
+            "    return None\n",
+            tuple(
+                f"assert {c['call']} == {c['expected']}"
+                for c in t.seen_tests["cases"] + t.hidden_tests["cases"]
+            ),
+        )
+        for t in tasks
+    ]

@@ -172,7 +172,8 @@ def test_versions_are_trained_gated_promoted_rejected_and_rolled_back(
     # for set A) loses the gate; v1 keeps serving and the candidate is not left loaded.
     for spec in SET_A:
         seed([spec], tag="-poison", body=spec.wrong)
-    out = runs.main(make_config(init_from="active"), "manual")
+    # No rehearsal: with v1's own examples beside the poison it would stay right on set A.
+    out = runs.main(make_config(init_from="active", rehearsal_examples=0), "manual")
     assert out.status == TrainingRunStatus.REJECTED, out.detail
     run = run_row(out.run_id)
     bad = adapter_row(run.adapter_id)
