@@ -69,7 +69,9 @@ def request_promotion(version: int, reason: str, timeout_s: float) -> PromoteRes
     result = send_promotion(version, reason, timeout_s)
     try:
         reply = result.get(timeout=timeout_s)
-    except celery.exceptions.TimeoutError:
+    except (celery.exceptions.TimeoutError, celery.exceptions.TaskRevokedError):
+        # Revoked: a worker took the message after it expired and dropped it unrun, which with
+        # a wait this short can happen before the wait is over. The same answer either way.
         raise UpstreamTimeout(
             f"the student service did not answer within {timeout_s:g}s; if no worker started the"
             f" promotion of version {version} it was withdrawn, otherwise it may still complete:"
