@@ -1,6 +1,6 @@
 """The gate's rule on seeded per-task outcomes: decide() is a pure function of the figures, so
 these cases need no server. The same rule through vLLM and the executor is in test_pipeline.py
-and test_gate_retention.py."""
+and, with retention across a lineage, tests/api/test_browser.py."""
 
 from __future__ import annotations
 
