@@ -35,7 +35,7 @@ import redis
 from services.retention import measure, sets
 from services.retention.settings import RetentionSettings
 from services.trainer.config import TrainerConfig
-from services.trainer.evaluation import gate_client
+from services.trainer.evaluation import gate_client, served_base_of
 from shared.config import get_settings
 from shared.db import session_scope
 from shared.enums import RetentionOccasion
@@ -85,8 +85,9 @@ def _check(config: TrainerConfig, settings: RetentionSettings) -> RetentionCheck
     student = get_student_settings()
     vllm = gate_client(config, student.urls[0])
     if base_due:
-        served_base = student.served_model_name or vllm.base_model()
-        subjects.append(measure.Subject(None, served_base, None, config.base_model))
+        subjects.append(
+            measure.Subject(None, served_base_of(vllm), None, config.resolved_base_model)
+        )
     if active is not None and active_due:
         # A restarted replica lost its runtime adapters; the active one must answer.
         ensure_loaded(vllm, active.name, active.artifact_path)

@@ -14,17 +14,7 @@ two ends of that:
 Storing is idempotent per (version, occasion), so a gate run again for the same candidate (a
 redelivered train message) keeps the first measurement.
 
-Wiring (in ``run_gate``, once the gate takes retention sets)::
-
-    task_sets = hook.gate_sets()
-    result = evaluate(..., retention=[RetentionTasks(k, t) for k, t in task_sets.items()])
-    hook.record_gate(
-        config,
-        Subject(candidate.adapter_id, candidate.name, candidate.path, base_model),
-        <the candidate side's outcomes by RetentionKind>,
-        base=Subject(None, served_base, None, base_model) if active_side is None else None,
-        base_outcomes=<the active side's outcomes by kind> if active_side is None else None,
-    )
+Both are called by ``services/trainer/evaluation.run_gate``.
 """
 
 from __future__ import annotations

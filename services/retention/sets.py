@@ -91,16 +91,21 @@ def _lessons(session: Session) -> list[Candidate]:
     return found
 
 
+# An ability's evidence: the task's first answer (step 1, first sample) passed its seen tests.
+# The join to Execution on the attempt is the caller's.
+PASSED_AT_STEP_ONE = (
+    Attempt.step == 1,
+    Attempt.sample_index == 0,
+    Execution.test_set == TestSet.SEEN,
+    Execution.outcome == ExecutionOutcome.PASSED,
+)
+
+
 def _abilities(session: Session) -> list[Candidate]:
     rows = session.execute(
         select(Attempt.task_id, Attempt.adapter_id)
         .join(Execution, Execution.attempt_id == Attempt.id)
-        .where(
-            Attempt.step == 1,
-            Attempt.sample_index == 0,
-            Execution.test_set == TestSet.SEEN,
-            Execution.outcome == ExecutionOutcome.PASSED,
-        )
+        .where(*PASSED_AT_STEP_ONE)
     ).all()
     return [Candidate(task_id, adapter_id) for task_id, adapter_id in rows]
 
@@ -174,13 +179,7 @@ def ability_answers(session: Session) -> list[Pair]:
         .join(RetentionMember, RetentionMember.task_id == Task.id)
         .join(Attempt, Attempt.task_id == Task.id)
         .join(Execution, Execution.attempt_id == Attempt.id)
-        .where(
-            RetentionMember.kind == RetentionKind.ABILITIES,
-            Attempt.step == 1,
-            Attempt.sample_index == 0,
-            Execution.test_set == TestSet.SEEN,
-            Execution.outcome == ExecutionOutcome.PASSED,
-        )
+        .where(RetentionMember.kind == RetentionKind.ABILITIES, *PASSED_AT_STEP_ONE)
         .order_by(RetentionMember.id)
     ).all()
     return [

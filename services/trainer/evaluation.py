@@ -70,8 +70,7 @@ def run_gate(
         if on_progress is not None:
             on_progress(name, 0, programs)
 
-    # The base model's served name: configured, else what the server reports (no adapter).
-    served_base = served_base_name or student.served_model_name or client.base_model()
+    served_base = served_base_name or served_base_of(client)
     # Refreshed and read before the candidate is loaded: the sets it is measured on do not
     # depend on it.
     task_sets = retention_hook.gate_sets()
@@ -131,6 +130,12 @@ def _record_retention(
         )
     except Exception:  # noqa: BLE001 - see the docstring
         log.exception("retention: could not store the gate's measurement of %s", candidate.name)
+
+
+def served_base_of(client: Any) -> str:
+    """The name the base model (no adapter) answers to: configured, else what the server
+    reports."""
+    return get_student_settings().served_model_name or client.base_model()
 
 
 def gate_client(config: TrainerConfig, url: str) -> VllmClient:
