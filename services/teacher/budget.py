@@ -41,6 +41,14 @@ class Spend:
 
 
 @dataclass(frozen=True)
+class Standing:
+    """Today's spend: committed refinements, and upper bounds of the calls in flight."""
+
+    spent: Spend
+    reserved: Spend
+
+
+@dataclass(frozen=True)
 class Reservation:
     id: str
     day: str
@@ -101,11 +109,10 @@ class Budget:
             self.redis.hdel(self._key(day), *stale)
         return Spend(tokens, cost)
 
-    def status(self, session: Session) -> tuple[Spend, Spend]:
-        """(spent today, reserved by calls in flight)."""
+    def status(self, session: Session) -> Standing:
         now = self.clock()
         day = now.strftime("%Y%m%d")
-        return spent_since(session, day_start(now)), self._reserved(day, time.time())
+        return Standing(spent_since(session, day_start(now)), self._reserved(day, time.time()))
 
     def _fits(self, spent: Spend, reserved: Spend, tokens: int, cost: Decimal) -> str | None:
         cap_t, cap_c = self.s.daily_token_cap, self.s.daily_cost_cap_usd
@@ -157,5 +164,5 @@ class Budget:
         """A cheap check without reserving (the resume loop)."""
         if not self.capped:
             return True
-        spent, reserved = self.status(session)
-        return self._fits(spent, reserved, tokens, upper_bound_cost(self.s, tokens)) is None
+        now = self.status(session)
+        return self._fits(now.spent, now.reserved, tokens, upper_bound_cost(self.s, tokens)) is None

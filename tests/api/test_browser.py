@@ -382,28 +382,53 @@ def test_retention_page_draws_the_lineage_curves(page, keys) -> None:
 def test_a_lineage_from_the_real_trainer_shows_what_it_kept_and_forgot(
     page, keys, live_server, student, vllm_server, workers, monkeypatch, tmp_path: Path
 ) -> None:
-    """Suite tasks (lessons A and a disjoint set B, the reference bodies the reference teacher
-    answers with); three versions trained, gated and promoted by the trainer's own code (real vLLM, the
-    student worker's hot-swap, the executor), each measured on the retention sets by its gate:
+    """Suite tasks through the whole pipeline: submitted over the REST API, failed by the tiny
+    student on the real vLLM server, run in the sandbox, refined by the reference teacher and
+    validated into examples. Three versions are trained, gated and promoted by the trainer's own
+    code (the student worker hot-swaps each), each measured on the retention sets by its gate:
     v1 learns lessons A; v2, continued from v1 on a disjoint set B, keeps A and is promoted; v3,
-    continued from v2 on B again at five times the learning rate, forgets A and is refused with
-    the lost lessons named. The dashboard draws that lineage's retention curve."""
+    continued from v2 on a third set C at five times the learning rate, forgets A and is refused
+    with the lost lessons named. The dashboard draws that lineage's retention curve."""
     from services.trainer import runs
     from services.trainer.config import load_config
     from shared.enums import RetentionKind, Split, TrainingRunStatus
-    from shared.models import Adapter, TrainingRun
+    from shared.models import Adapter, Task, TrainingRun
     from shared.queues import SCHEDULER_RETENTION_CHECK
     from shared.schemas.messages import RetentionCheckRequest
     from shared.student_settings import get_student_settings
+    from tests.e2e.support import TEACHER_REFERENCE, student_env
+    from tests.support.poll import wait_until
     from tests.trainer.support import as_env, fast_settings, seed
 
     for key, value in vllm_server.env.items():
         monkeypatch.setenv(key, value)
     get_student_settings.cache_clear()
+    workers.restart("student", student_env(vllm_server.env))
     workers.get("executor")
+    # Every submitted task on the training split: the gate's held-out tasks are seeded below.
+    workers.restart("teacher", TEACHER_REFERENCE | {"TEACHER_HELDOUT_PERCENT": "0"})
     # The scheduler's retention check measures each version again once it serves (what beat
     # sends every RETENTION_CHECK_INTERVAL_S), on the sets as they are after its run.
     workers.restart("scheduler", vllm_server.env | as_env(fast_settings(tmp_path / "adapters")))
+
+    def through_the_teacher(tasks) -> None:
+        body = {"tasks": [t.to_submission() | {"max_steps": 1} for t in tasks]}
+        reply = httpx.post(
+            f"{live_server.url}/v1/tasks", json=body, headers=bearer(keys["submit"]), timeout=30
+        )
+        assert reply.status_code == 201, reply.text
+        ids = [t["id"] for t in reply.json()["tasks"]]
+
+        def statuses() -> dict[int, str]:
+            with session_scope() as s:
+                return {i: s.get(Task, i).status.value for i in ids}
+
+        wait_until(
+            lambda: set(statuses().values()) == {TaskStatus.REFINED.value},
+            300,
+            "every task failed by the student and refined by the teacher",
+            lambda: str(statuses()),
+        )
 
     def after_promotion(adapter_id: int) -> None:
         with session_scope() as s:
@@ -417,20 +442,20 @@ def test_a_lineage_from_the_real_trainer_shows_what_it_kept_and_forgot(
         with session_scope() as s:
             return out, s.get(TrainingRun, out.run_id)
 
-    suite_specs = _suite_specs(14)
-    SET_A, SET_B = suite_specs[:10], suite_specs[10:]  # noqa: N806 - the trainer tests' names
+    tasks = _suite_tasks(18)
+    set_a, set_b, set_c = tasks[:10], tasks[10:14], tasks[14:]
 
     def lessons_of(run: TrainingRun):
         return next(c for c in run.gate.retention if c.kind == RetentionKind.LESSONS)
 
-    seed(SET_A)
-    seed(SET_A[:5] + SET_B[:2], Split.HELDOUT, tag="-heldout")
+    through_the_teacher(set_a)
+    seed([_spec(t) for t in set_a[:5] + set_b[:2]], Split.HELDOUT, tag="-heldout")
     out, run1 = train()
     assert out.status == TrainingRunStatus.PROMOTED, out.detail
     v1 = run1.adapter_id
     after_promotion(v1)
 
-    seed(SET_B)
+    through_the_teacher(set_b)  # answered by v1 now, which has not learned them
     out, run2 = train(init_from="active")
     kept = lessons_of(run2)
     print(
@@ -438,12 +463,12 @@ def test_a_lineage_from_the_real_trainer_shows_what_it_kept_and_forgot(
         f" {kept.active.passed}/{kept.active.tasks}); gate: {out.detail}"
     )
     assert out.status == TrainingRunStatus.PROMOTED, out.detail
-    assert kept.active.tasks == len(SET_A) and kept.active.passed >= 9
+    assert kept.active.tasks == len(set_a) and kept.active.passed >= 9
     assert kept.candidate.pass_at_1 >= kept.active.pass_at_1 - 0.05
     v2 = run2.adapter_id
     after_promotion(v2)
 
-    seed(SET_B, tag="-again")  # new rows, the same B: something v2 has not seen to over-train on
+    through_the_teacher(set_c)
     out, run3 = train(init_from="active", learning_rate=5e-2)
     lost = lessons_of(run3)
     print(f"v3 lessons A: {lost.candidate.passed}/{lost.candidate.tasks}; gate: {out.detail}")
@@ -471,27 +496,30 @@ def test_a_lineage_from_the_real_trainer_shows_what_it_kept_and_forgot(
     assert [t for t in texts if t in ticks] == ticks
     assert page.locator("#forgotten tr.k-lessons").count() == len(lost.lost_task_ids)
     page.screenshot(path=str(ARTIFACTS / "dashboard-retention-trained.png"), full_page=True)
-    workers.stop("scheduler")  # it would measure other modules' versions
+    # They would act on other modules' rows.
+    for service in ("scheduler", "teacher", "student"):
+        workers.stop(service)
 
 
-def _suite_specs(count: int):
-    """The learnable suite's distillation tasks with the shortest reference bodies (what the
-    reference teacher answers with), short enough for the untrained tiny student to memorise in
-    seconds; their seen and hidden cases become the asserts the gate runs."""
+def _suite_tasks(count: int):
+    """The learnable suite's distillation tasks with the shortest reference bodies, short enough
+    for the untrained tiny student to memorise in seconds."""
     from services.suite import Pool, make_pool
+
+    return sorted(make_pool(Pool.DISTILL, 0, 80), key=lambda t: len(t.body))[:count]
+
+
+def _spec(task):
+    """A suite task as the trainer tests' Spec: its seen and hidden cases become asserts."""
     from tests.trainer.support import Spec
 
-    tasks = sorted(make_pool(Pool.DISTILL, 0, 80), key=lambda t: len(t.body))[:count]
-    return [
-        Spec(
-            t.description,
-            t.header,
-            t.body,
-            "    return None\n",
-            tuple(
-                f"assert {c['call']} == {c['expected']}"
-                for c in t.seen_tests["cases"] + t.hidden_tests["cases"]
-            ),
-        )
-        for t in tasks
-    ]
+    return Spec(
+        task.description,
+        task.header,
+        task.body,
+        "    return None\n",
+        tuple(
+            f"assert {c['call']} == {c['expected']}"
+            for c in task.seen_tests["cases"] + task.hidden_tests["cases"]
+        ),
+    )

@@ -48,8 +48,12 @@ def test_spent_today_and_reservations_gate_the_next_call(db) -> None:
     _spend(700, 100, "0.002")
     budget = Budget(t.settings(daily_token_cap=1000))
     with session_scope() as s:
-        spent, reserved = budget.status(s)
-        assert (spent.tokens, spent.cost_usd, reserved.tokens) == (800, Decimal("0.002"), 0)
+        now = budget.status(s)
+        assert (now.spent.tokens, now.spent.cost_usd, now.reserved.tokens) == (
+            800,
+            Decimal("0.002"),
+            0,
+        )
         with pytest.raises(BudgetExhausted) as refused:
             budget.reserve(s, 201)
         assert refused.value.message == (
