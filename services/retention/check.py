@@ -5,6 +5,7 @@ Every ``RETENTION_CHECK_INTERVAL_S`` beat sends the check. It refreshes the sets
 
 - the base model, if it has no measurement at all (the gate stores one when the base was the
   side to beat; this covers a deployment that has not gated yet), once any set has members;
+  otherwise the members its measurement lacks are scored and added to it (``measure.top_up``);
 - the active version, if it has no ``promotion`` measurement: its answers as served, through its
   served name, after the hot-swap. The gate measured it as a candidate loaded on one replica;
   this is the version users get.
@@ -72,7 +73,8 @@ def _check(config: TrainerConfig, settings: RetentionSettings) -> RetentionCheck
         added = sets.refresh(session, settings)
     with session_scope() as session:
         members = sum(len(tasks) for tasks in sets.all_sets(session).values())
-        base_due = measure.find(session, None) is None
+        base_row = measure.find(session, None)
+        base_lacks = measure.lacking(session, base_row.id) if base_row is not None else {}
         active = get_active(session)
         active_due = (
             active is not None
@@ -84,22 +86,26 @@ def _check(config: TrainerConfig, settings: RetentionSettings) -> RetentionCheck
     subjects: list[measure.Subject] = []
     student = get_student_settings()
     vllm = gate_client(config, student.urls[0])
-    if base_due:
-        subjects.append(
-            measure.Subject(None, served_base_of(vllm), None, config.resolved_base_model)
-        )
+    if base_row is None or base_lacks:
+        base = measure.Subject(None, served_base_of(vllm), None, config.resolved_base_model)
+    if base_row is None:
+        subjects.append(base)
     if active is not None and active_due:
         # A restarted replica lost its runtime adapters; the active one must answer.
         ensure_loaded(vllm, active.name, active.artifact_path)
         subjects.append(
             measure.Subject(active.id, active.name, active.artifact_path, active.base_model)
         )
-    if not subjects:
+    if not subjects and not base_lacks:
         return RetentionCheckReply(added=added, detail="nothing to measure")
     from services.trainer.execution import run_programs
 
     run = partial(run_programs, timeout_s=config.gate_execute_timeout_s, inside_task=True)
     measured = []
+    if base_lacks:
+        outcomes = measure.score(vllm, base.name, base_lacks, config, run)
+        if measure.top_up(base_row.id, outcomes):
+            measured.append(base.name)
     for subject in subjects:
         stored = measure.measure(
             subject, RetentionOccasion.PROMOTION, config=config, client=vllm, run_programs=run

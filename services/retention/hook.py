@@ -7,7 +7,8 @@ two ends of that:
 
 - :func:`gate_sets`, before the gate: refresh the sets and load their tasks;
 - :func:`record_gate`, after it: store the candidate's measurement (occasion ``gate``), and the
-  base model's when the base was the side to beat and has no measurement yet. Nothing is
+  base model's when the base was the side to beat (a new measurement, or the members its
+  measurement lacks added to it). Nothing is
   generated again: the gate's outcomes are stored as they are; only the candidate's drift is
   computed (one local NLL pass).
 
@@ -68,8 +69,10 @@ def record_gate(
         ]
     if base is not None and base_outcomes is not None:
         with session_scope() as session:
-            has_one = measure.find(session, None) is not None
-        if not has_one:
+            base_row = measure.find(session, None)
+        if base_row is not None:
+            measure.top_up(base_row.id, base_outcomes)
+        else:
             stored.append(
                 measure.store(
                     base, RetentionOccasion.GATE, base_outcomes, measure.Drift(0.0, 0), seconds

@@ -18,6 +18,11 @@ There is one measurement per (version, occasion): a unique index on (adapter id 
 occasion) and an INSERT that skips an existing row. A redelivered request finds the
 measurement before scoring anything and stops; two at once both score, and only the first
 stores (its results with it, in the same transaction).
+
+The base model's measurement is the exception that grows: the sets gain members after it was
+taken (lessons exist only once a run has trained), and the base never changes, so its greedy
+answer to a later member belongs to the same measurement. :func:`top_up` adds exactly the
+members it lacks (:func:`lacking`), so the curve's first point covers every task the later points do.
 """
 
 from __future__ import annotations
@@ -184,6 +189,67 @@ def store(
         "n/a" if found_drift.nll is None else f"{found_drift.nll:+.4f}",
     )
     return Stored(measurement_id, True, sets_figures, found_drift)
+
+
+def held(session: Session, measurement_id: int) -> set[tuple[RetentionKind, int]]:
+    """The (set, task) pairs a measurement has a result for."""
+    rows = session.execute(
+        select(RetentionResult.kind, RetentionResult.task_id).where(
+            RetentionResult.measurement_id == measurement_id
+        )
+    ).all()
+    return {(kind, task_id) for kind, task_id in rows}
+
+
+def top_up(measurement_id: int, outcomes: Outcomes) -> int:
+    """Add the outcomes for (set, task) pairs the measurement has no result for, and recompute
+    its figures from all its results; the number added. Only for the base model (see the module
+    docstring). The row lock makes two top-ups at once add each result once."""
+    with session_scope() as session:
+        row = session.get(RetentionMeasurement, measurement_id, with_for_update=True)
+        assert row is not None, measurement_id
+        have = held(session, measurement_id)
+        new = [
+            {
+                "measurement_id": measurement_id,
+                "kind": kind,
+                "task_id": o.task_id,
+                "passed": o.passed,
+                "code": o.code,
+            }
+            for kind, rows in outcomes.items()
+            for o in rows
+            if (kind, o.task_id) not in have
+        ]
+        if not new:
+            return 0
+        session.execute(insert(RetentionResult), new)
+        stored = session.execute(
+            select(
+                RetentionResult.kind,
+                RetentionResult.task_id,
+                RetentionResult.passed,
+                RetentionResult.code,
+            ).where(RetentionResult.measurement_id == measurement_id)
+        ).all()
+        by_kind: dict[RetentionKind, list[TaskOutcome]] = {}
+        for kind, task_id, passed, code in stored:
+            by_kind.setdefault(kind, []).append(TaskOutcome(task_id, passed, code))
+        row.sets = figures(by_kind)
+    log.info(
+        "retention: base model measurement %d topped up with %d results", measurement_id, len(new)
+    )
+    return len(new)
+
+
+def lacking(session: Session, measurement_id: int) -> dict[RetentionKind, list[HeldoutTask]]:
+    """The members of each set the measurement has no result for (sets with none left out)."""
+    have = held(session, measurement_id)
+    found = {
+        kind: [t for t in tasks if (kind, t.task_id) not in have]
+        for kind, tasks in sets.all_sets(session).items()
+    }
+    return {kind: tasks for kind, tasks in found.items() if tasks}
 
 
 def measure(

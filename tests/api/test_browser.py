@@ -486,6 +486,10 @@ def test_a_lineage_from_the_real_trainer_shows_what_it_kept_and_forgot(
         timeout=10,
     ).json()
     assert [p["adapter_id"] for p in view["lineage"]] == [None, v1, v2, v3]
+    # The base was measured before any lesson existed (at v1's gate); the checks after each
+    # promotion added the lessons since, so its point covers all of them, and fails them.
+    base_lessons = next(f for f in view["lineage"][0]["sets"] if f["kind"] == "lessons")
+    assert (base_lessons["tasks"], base_lessons["passed"]) == (len(set_a) + len(set_b), 0)
     forgotten = {t["task_id"] for t in view["forgotten"] if t["kind"] == "lessons"}
     assert forgotten == set(lost.lost_task_ids)
 

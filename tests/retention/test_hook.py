@@ -67,3 +67,21 @@ def test_the_gate_outcomes_are_stored_once_with_the_candidates_drift(
             (world.adapter_id, RetentionOccasion.GATE),
         ]
         assert s.execute(select(func.count()).select_from(RetentionResult)).scalar_one() == 12
+
+    # A member the base's measurement lacks (the first probe, standing for a lesson that joined
+    # after the base was measured) is added to that measurement, once; its figures follow.
+    probe = task_sets[RetentionKind.PROBES][0].task_id
+    grown = base_outcomes | {
+        RetentionKind.LESSONS: [
+            *base_outcomes[RetentionKind.LESSONS],
+            TaskOutcome(probe, True, "# grown"),
+        ]
+    }
+    for _ in range(2):  # the second finds it held
+        hook.record_gate(config, candidate, candidate_outcomes, base=base, base_outcomes=grown)
+    with session_scope() as s:
+        row = measure.find(s, None)
+        assert row.id == first[1].measurement_id
+        lessons = next(f for f in row.sets if f.kind == RetentionKind.LESSONS)
+        assert (lessons.tasks, lessons.passed) == (3, 1)
+        assert s.execute(select(func.count()).select_from(RetentionResult)).scalar_one() == 13
