@@ -16,6 +16,8 @@ from __future__ import annotations
 import ast
 import re
 
+from shared import pyast
+
 RECTIFY_INSTRUCTION = (
     "Rectify the below code for the given task based on the errors obtained in the unit tests."
 )
@@ -68,7 +70,7 @@ def _body_until_dedent(text: str) -> str:
 
 def _defines(code: str, entry_point: str) -> bool:
     try:
-        tree = ast.parse(code)
+        tree = pyast.parse(code)
     except SyntaxError:
         return bool(re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\s*\(", code, re.M))
     return any(

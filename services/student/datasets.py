@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared import pyast
 from shared.errors import InvalidInput, NotFound
 
 
@@ -129,7 +130,7 @@ def _split_example(line: str, entry_point: str) -> tuple[str, str] | None:
 
 def _is_expr(text: str) -> bool:
     try:
-        ast.parse(text, mode="eval")
+        pyast.parse(text, mode="eval")
     except SyntaxError:
         return False
     return bool(text)
@@ -137,7 +138,7 @@ def _is_expr(text: str) -> bool:
 
 def _docstring(prompt: str, entry_point: str) -> str | None:
     try:
-        tree = ast.parse(prompt + "\n    pass\n")
+        tree = pyast.parse(prompt + "\n    pass\n")
     except SyntaxError:
         return None
     for node in ast.walk(tree):

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from services.teacher.identity import normalise_text
+from shared import pyast
 from shared.errors import ConfigError
 
 MIN_WORDS_ALONE = 8
@@ -48,7 +49,7 @@ def _prose(text: str) -> str:
 
 def _docstring(prompt: str, entry_point: str) -> str:
     try:
-        tree = ast.parse(prompt + "    pass\n")
+        tree = pyast.parse(prompt + "    pass\n")
     except SyntaxError:
         return prompt
     for node in ast.walk(tree):

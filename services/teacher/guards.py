@@ -22,6 +22,7 @@ from typing import Any
 
 from services.teacher.program import normalised
 from services.teacher.testcases import Case
+from shared import pyast
 from shared.enums import ExecutionOutcome, Forgery, RejectionReason
 
 
@@ -302,13 +303,13 @@ def static_check(
                 RejectionReason.SAME_AS_ATTEMPT, f"the refined code is the same program as {label}"
             )
     try:
-        tree = ast.parse(code)
+        tree = pyast.parse(code)
     except (SyntaxError, ValueError):
         return None  # the executor reports the syntax error as a test failure, with feedback
     known: set[tuple[str, str]] = set()
     for source in trusted:
         try:
-            known |= _literals(ast.parse(source))
+            known |= _literals(pyast.parse(source))
         except (SyntaxError, ValueError):
             continue
     return (

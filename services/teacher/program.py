@@ -16,12 +16,14 @@ import ast
 import re
 import textwrap
 
+from shared import pyast
+
 DEFAULT_INDENT = "    "
 
 
 def _parse(code: str) -> ast.Module | None:
     try:
-        return ast.parse(code)
+        return pyast.parse(code)
     except (SyntaxError, ValueError):
         return None
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from shared import pyast
 from shared.schemas.testsuite import AssertTests, CheckTests, IOTests, TestSuite
 
 _SUITE = TypeAdapter(TestSuite)
@@ -70,15 +71,15 @@ def literal_cases(suite: dict[str, Any], entry_point: str) -> list[Case]:
     parsed = _SUITE.validate_python(suite)
     names = {entry_point, "candidate"}
     if isinstance(parsed, AssertTests):
-        return [c for a in parsed.asserts for c in _from_asserts(ast.parse(a), names)]
+        return [c for a in parsed.asserts for c in _from_asserts(pyast.parse(a), names)]
     if isinstance(parsed, CheckTests):
-        return _from_asserts(ast.parse(parsed.check), names)
+        return _from_asserts(pyast.parse(parsed.check), names)
     assert isinstance(parsed, IOTests)
     cases = []
     for io in parsed.cases:
         case = _case(
-            ast.parse(io.call, mode="eval").body,
-            ast.parse(io.expected, mode="eval").body,
+            pyast.parse(io.call, mode="eval").body,
+            pyast.parse(io.expected, mode="eval").body,
             {entry_point},
         )
         if case is not None:

@@ -7,12 +7,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared import pyast
 from shared.enums import TestFormat
 
 
 def _check_python(source: str, what: str, mode: str = "exec") -> None:
     try:
-        ast.parse(source, mode=mode)
+        pyast.parse(source, mode=mode)
     except SyntaxError as exc:
         raise ValueError(f"{what} is not valid Python: {exc.msg} (line {exc.lineno})") from None
 
@@ -45,7 +46,7 @@ class AssertTests(BaseModel):
     def _valid(cls, asserts: list[str]) -> list[str]:
         for i, test in enumerate(asserts):
             _check_python(test, f"test {i}")
-            tree = ast.parse(test)
+            tree = pyast.parse(test)
             if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
                 raise ValueError(f"test {i} must be a single assert statement")
         return asserts
@@ -62,7 +63,7 @@ class CheckTests(BaseModel):
     @classmethod
     def _valid(cls, check: str) -> str:
         _check_python(check, "check")
-        tree = ast.parse(check)
+        tree = pyast.parse(check)
         if not any(isinstance(n, ast.FunctionDef) and n.name == "check" for n in tree.body):
             raise ValueError("check must define a function named check(candidate)")
         return check

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from services.api.protocol.common import NO_NUL, Wire, no_nul
+from shared import pyast
 from shared.enums import AnswerSource, ExecutionOutcome, TaskStatus, TestSet, ValidationOutcome
 from shared.schemas.testsuite import TestSuite, python
 
@@ -20,13 +21,13 @@ def header_functions(header: str) -> list[str]:
     signature only parses once a body is added, indented like the header's last line.
     """
     try:
-        tree = ast.parse(header)
+        tree = pyast.parse(header)
     except SyntaxError:
         lines = header.rstrip().splitlines()
         last = lines[-1] if lines else ""
         indent = last[: len(last) - len(last.lstrip())] or "    "
         try:
-            tree = ast.parse(header.rstrip() + f"\n{indent}pass\n")
+            tree = pyast.parse(header.rstrip() + f"\n{indent}pass\n")
         except SyntaxError as exc:
             raise ValueError(
                 f"not a valid Python function signature: {exc.msg} (line {exc.lineno})"
@@ -113,7 +114,7 @@ class TaskIn(BaseModel):
     def _reference_parses(cls, code: str | None) -> str | None:
         if code is not None:
             try:
-                ast.parse(code)
+                pyast.parse(code)
             except SyntaxError as exc:
                 raise ValueError(f"not valid Python: {exc.msg} (line {exc.lineno})") from None
         return code
