@@ -45,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a trainer setting for every arm, e.g. learning_rate=2e-4 (TrainerConfig fields)",
     )
     p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument(
+        "--pretrain-rehearsal",
+        type=float,
+        help="suite pretraining tasks trained on per distillation example (default: the"
+        " preset's; 0 turns it off)",
+    )
     p.add_argument("--traffic-timeout", type=float, default=3600.0, help="seconds")
     p.add_argument("--out", type=Path, help="report directory (default: $PERSD_DATA_DIR/reports)")
     p.add_argument("--no-progress", action="store_true")
@@ -112,6 +118,11 @@ def build_config(args: argparse.Namespace):
         teacher_backend=TeacherBackend.OPENAI if teacher.uses_api else TeacherBackend.REFERENCE,
         trainer=trainer,
         max_new_tokens=args.max_new_tokens,
+        pretrain_rehearsal=(
+            preset["pretrain_rehearsal"]
+            if args.pretrain_rehearsal is None
+            else args.pretrain_rehearsal
+        ),
     )
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from services.trainer.config import MIX_VARIANTS, TrainerConfig, load_config
+from services.trainer.encoding import Pair
 from shared.enums import ExampleVariant, ExperimentArm
 from shared.errors import InvalidInput
+from shared.prompts import generation_prompt
 from shared.schemas.experiments import TRAINED_ARMS, ExperimentConfig, PoolSpec
 
 # LoRA settings under which the offline students learn from a few dozen examples in seconds;
@@ -41,18 +43,23 @@ OFFLINE_TRAINER: dict[str, Any] = {
     "lr_scheduler": "linear",
 }
 
-# name -> (pools, counts, seeds). "full" is the acceptance run on the 2-core host; "small" is
-# the reduced experiment of the test suite; "paper" sizes the GPU recipe (README).
+# name -> (pools, counts, seeds, pretraining rehearsal). "full" is the acceptance run on the
+# 2-core host; "small" is the reduced experiment of the test suite; "paper" sizes the GPU recipe
+# (README). The suite presets rehearse one pretraining task per example: measured on the
+# validation pool (docs/suite.md), it keeps most of what fine-tuning otherwise costs the
+# student on tasks without a lesson, on every build tried.
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {
         "pools": PoolSpec(distill_size=300, heldout_size=200),
         "counts": [60, 180],
         "seeds": [0, 1, 2],
+        "pretrain_rehearsal": 1.0,
     },
     "small": {
         "pools": PoolSpec(distill_size=180, heldout_size=150),
         "counts": [100],
         "seeds": [0],
+        "pretrain_rehearsal": 1.0,
     },
     "paper": {
         "pools": PoolSpec(
@@ -60,6 +67,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         ),
         "counts": [100, 300],
         "seeds": [0, 1, 2],
+        "pretrain_rehearsal": 0.0,
     },
 }
 
@@ -110,6 +118,12 @@ def check(config: ExperimentConfig) -> None:
                 f"example count {count} needs {count} distillation tasks, but the distillation"
                 f" pool has {size}: raise --distill-size or lower --counts"
             )
+    if config.pretrain_rehearsal and config.pools.distill != "suite":
+        raise InvalidInput(
+            f"--pretrain-rehearsal {config.pretrain_rehearsal:g} rehearses the suite's"
+            f" pretraining pool, but the distillation pool is {config.pools.distill!r}:"
+            " use --pretrain-rehearsal 0"
+        )
     if not config.seeds:
         raise InvalidInput("give at least one seed (--seeds)")
     if len(set(config.seeds)) != len(config.seeds):
@@ -123,3 +137,19 @@ def trainer_config(config: ExperimentConfig, arm: ExperimentArm, seed: int) -> T
     return load_config(
         **{**config.trainer, "variant_mix": mix, "seed": seed, "base_model": config.student_model}
     )
+
+
+def rehearsal_pairs(config: ExperimentConfig, examples: int) -> list[Pair]:
+    """The first ``pretrain_rehearsal * examples`` tasks of the suite's pretraining pool (the
+    prefix the pretrained student was trained on), as generation examples of their reference
+    bodies. Example ids are negative, apart from every stored example's."""
+    count = round(config.pretrain_rehearsal * examples)
+    if not count:
+        return []
+    from services.suite import Pool, make_pool
+
+    tasks = make_pool(Pool.PRETRAIN, config.pools.suite_seed, count)
+    return [
+        Pair(generation_prompt(t.description, t.header), t.body, -1 - i)
+        for i, t in enumerate(tasks)
+    ]

@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from services.experiment import arms, html, report, traffic
-from services.experiment.config import check, trainer_config
+from services.experiment.config import check, rehearsal_pairs, trainer_config
 from services.experiment.measure import Measurer, check_student
 from services.experiment.pools import Pools, load_pools
 from services.experiment.training import train_point
@@ -192,6 +192,8 @@ def run_point(
             )
         result.tasks_used = len(chosen.task_ids)
         result.examples_used = len(chosen.pairs)
+        pairs = chosen.pairs + rehearsal_pairs(config, len(chosen.pairs))
+        result.rehearsed = len(pairs) - len(chosen.pairs)
         result.capped = chosen.capped
         result.spend = chosen.spend
         earlier = _adapter_target(run.adapter_id)  # trained before an interruption: reuse it
@@ -200,14 +202,14 @@ def run_point(
             result.train_s = float(result.training.get("seconds", 0.0))
         else:
             tc = trainer_config(config, run.arm, run.seed)
-            steps = tc.epochs * math.ceil(len(chosen.pairs) / tc.batch_size)
+            steps = tc.epochs * math.ceil(len(pairs) / tc.batch_size)
             label = f"train {run.arm.value}@{run.count} s{run.seed}"
             with tqdm(
                 total=steps, desc=label, unit="step", leave=False, disable=not opts.progress
             ) as bar:
                 done = train_point(
                     tc,
-                    chosen.pairs,
+                    pairs,
                     run.id,
                     describe=ExperimentPoint(
                         experiment=config.name, arm=run.arm, count=run.count, seed=run.seed

@@ -55,6 +55,14 @@ class ExperimentConfig(BaseModel):
     trainer: dict[str, Any] = Field(default_factory=dict)
     max_new_tokens: int = Field(256, ge=1)
     traffic_max_steps: int = Field(1, ge=1, le=10)
+    pretrain_rehearsal: float = Field(
+        0.0,
+        ge=0.0,
+        le=10.0,
+        description="suite only: reference bodies of the student's own pretraining tasks added"
+        " to every trained point, this many per distillation example (the same tasks for every"
+        " arm and seed), against forgetting what pretraining taught",
+    )
 
 
 class TeacherSpend(BaseModel):
@@ -121,6 +129,7 @@ class RunResult(BaseModel):
 
     tasks_used: int = 0
     examples_used: int = 0
+    rehearsed: int = Field(0, description="pretraining tasks trained on beside the examples")
     capped: bool = Field(False, description="fewer tasks than asked had examples of this arm")
     pass_at_1: list[float] = Field(default_factory=list, description="per inference step")
     outcomes: list[TaskOutcome] = Field(default_factory=list)

@@ -54,6 +54,13 @@ def test_bad_input_is_refused_naming_the_problem_and_creates_nothing(
         capsys, *TINY, "--distill", "humaneval", "--heldout", "humaneval", "--distill-size", "400"
     )
     assert "the distillation pool 'humaneval' has" in err and "400 were asked for" in err
+    err = refused(
+        capsys,
+        *TINY,
+        *("--distill", "humaneval", "--heldout", "humaneval", "--distill-size", "5"),
+        *("--pretrain-rehearsal", "1"),
+    )
+    assert "rehearses the suite's pretraining pool, but the distillation pool is 'humaneval'" in err
     err = refused(capsys, *TINY, "--student-model", "Qwen/Qwen2.5-Coder-1.5B")
     assert "student model 'Qwen/Qwen2.5-Coder-1.5B' is not what the stack serves" in err
 
