@@ -168,17 +168,7 @@ def store(
             assert row is not None  # the unique index refused the insert because it exists
             return Stored.of(row)
         measurement_id = new[0].id
-        results = [
-            {
-                "measurement_id": measurement_id,
-                "kind": kind,
-                "task_id": o.task_id,
-                "passed": o.passed,
-                "code": o.code,
-            }
-            for kind, rows in outcomes.items()
-            for o in rows
-        ]
+        results = _result_rows(measurement_id, outcomes)
         if results:
             session.execute(insert(RetentionResult), results)
     log.info(
@@ -189,6 +179,26 @@ def store(
         "n/a" if found_drift.nll is None else f"{found_drift.nll:+.4f}",
     )
     return Stored(measurement_id, True, sets_figures, found_drift)
+
+
+def _result_rows(
+    measurement_id: int,
+    outcomes: Outcomes,
+    skip: set[tuple[RetentionKind, int]] | frozenset = frozenset(),
+) -> list[dict[str, Any]]:
+    """``retention_results`` rows for the outcomes, less the (set, task) pairs in ``skip``."""
+    return [
+        {
+            "measurement_id": measurement_id,
+            "kind": kind,
+            "task_id": o.task_id,
+            "passed": o.passed,
+            "code": o.code,
+        }
+        for kind, rows in outcomes.items()
+        for o in rows
+        if (kind, o.task_id) not in skip
+    ]
 
 
 def held(session: Session, measurement_id: int) -> set[tuple[RetentionKind, int]]:
@@ -209,18 +219,7 @@ def top_up(measurement_id: int, outcomes: Outcomes) -> int:
         row = session.get(RetentionMeasurement, measurement_id, with_for_update=True)
         assert row is not None, measurement_id
         have = held(session, measurement_id)
-        new = [
-            {
-                "measurement_id": measurement_id,
-                "kind": kind,
-                "task_id": o.task_id,
-                "passed": o.passed,
-                "code": o.code,
-            }
-            for kind, rows in outcomes.items()
-            for o in rows
-            if (kind, o.task_id) not in have
-        ]
+        new = _result_rows(measurement_id, outcomes, skip=have)
         if not new:
             return 0
         session.execute(insert(RetentionResult), new)
