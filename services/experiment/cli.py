@@ -118,10 +118,14 @@ def build_config(args: argparse.Namespace):
         teacher_backend=TeacherBackend.OPENAI if teacher.uses_api else TeacherBackend.REFERENCE,
         trainer=trainer,
         max_new_tokens=args.max_new_tokens,
+        # The preset's rehearsal is the suite's; given explicitly for another pool, check()
+        # refuses it.
         pretrain_rehearsal=(
-            preset["pretrain_rehearsal"]
-            if args.pretrain_rehearsal is None
-            else args.pretrain_rehearsal
+            args.pretrain_rehearsal
+            if args.pretrain_rehearsal is not None
+            else preset["pretrain_rehearsal"]
+            if pools.distill == "suite"
+            else 0.0
         ),
     )
 
