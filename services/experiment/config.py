@@ -104,6 +104,27 @@ def parse_ints(text: str, what: str) -> list[int]:
     return values
 
 
+# The point lists an experiment may grow by on a re-run: a finished point does not depend on
+# the others (one traffic; a point's examples are drawn from its own count and seed).
+GROWABLE = ("arms", "counts", "seeds")
+
+
+def grown(stored: ExperimentConfig, asked: ExperimentConfig) -> ExperimentConfig | None:
+    """``stored`` extended by the arms, counts and seeds ``asked`` adds, or None when ``asked``
+    differs in anything else or drops a point. The stored order comes first, so the base point
+    keeps its seed and finished points keep their place in the report."""
+    fixed = set(type(stored).model_fields) - set(GROWABLE)
+    if stored.model_dump(include=fixed) != asked.model_dump(include=fixed):
+        return None
+    merged = {}
+    for field in GROWABLE:
+        old, new = getattr(stored, field), getattr(asked, field)
+        if not set(old) <= set(new):
+            return None
+        merged[field] = [*old, *(v for v in new if v not in old)]
+    return stored.model_copy(update=merged)
+
+
 def check(config: ExperimentConfig) -> None:
     """Refuse sizes the pools cannot hold, before anything is created."""
     size = config.pools.distill_size

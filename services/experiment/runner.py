@@ -1,7 +1,8 @@
 """``persd experiment``, end to end:
 
     check config, pools and the served student (nothing is created if one fails)
-      ─► experiment row (new, or the same name and config: resume)
+      ─► experiment row (new; the same name and config: resume; more arms, counts or seeds:
+         extend, keeping every finished point)
       ─► traffic: the distillation pool through the pipeline once (skipped when stored)
       ─► every arm point (arm, count, seed) not yet finished: select its examples, train an
          ``experiment`` adapter version, score it on the held-out pool, store the result
@@ -24,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from services.experiment import arms, html, report, traffic
-from services.experiment.config import check, rehearsal_pairs, trainer_config
+from services.experiment.config import GROWABLE, check, grown, rehearsal_pairs, trainer_config
 from services.experiment.measure import Measurer, check_student
 from services.experiment.pools import Pools, load_pools
 from services.experiment.training import train_point
@@ -63,26 +64,35 @@ def prepare(config: ExperimentConfig) -> Pools:
     return pools
 
 
-def open_experiment(config: ExperimentConfig) -> int:
-    """The experiment's row: created, or found again with the same config (resume)."""
+def open_experiment(config: ExperimentConfig) -> tuple[int, ExperimentConfig]:
+    """The experiment's row and the config it runs: created, found again with the same config
+    (resume), or found and extended (see ``config.grown``)."""
     with session_scope() as session:
         row = session.scalar(select(Experiment).where(Experiment.name == config.name))
         if row is None:
             row = Experiment(name=config.name, config=config, traffic=Traffic())
             session.add(row)
             session.flush()
-            return row.id
+            return row.id, config
         if row.config != config:
-            old, new = row.config.model_dump(), config.model_dump()
-            changed = sorted(k for k in new if old.get(k) != new[k])
-            raise Conflict(
-                f"experiment {config.name!r} exists with another configuration (differs in:"
-                f" {', '.join(changed)}); re-run it with the same settings to resume, or choose"
-                " a new --name"
+            extended = grown(row.config, config)
+            if extended is None:
+                old, new = row.config.model_dump(), config.model_dump()
+                changed = sorted(k for k in new if old.get(k) != new[k])
+                raise Conflict(
+                    f"experiment {config.name!r} exists with another configuration (differs in:"
+                    f" {', '.join(changed)}); re-run it with the same settings to resume, add"
+                    " arms, counts or seeds to extend it, or choose a new --name"
+                )
+            log.info(
+                "experiment %r extended to %s",
+                config.name,
+                extended.model_dump(include=set(GROWABLE)),
             )
+            row.config = config = extended
         row.status = ExperimentStatus.RUNNING
         row.error = None
-        return row.id
+        return row.id, config
 
 
 def _set_experiment(experiment_id: int, **values) -> None:
@@ -274,7 +284,7 @@ def run(config: ExperimentConfig, opts: Options) -> tuple[int, Path, Path]:
 
     previous_sigterm = _sigterm_as_interrupt()
     pools = prepare(config)
-    experiment_id = open_experiment(config)
+    experiment_id, config = open_experiment(config)
     started = time.monotonic()
     with session_scope() as session:
         wall_before = session.get(Experiment, experiment_id).wall_s

@@ -134,6 +134,24 @@ def test_ctrl_c_leaves_nothing_half_written_and_a_rerun_resumes(stack, monkeypat
         _run(stack.args(*[a if a != "0" else "1" for a in argv]))
     assert count(ExperimentRun) == 2
 
+    # Another arm extends the experiment: only its point is trained, on the same traffic.
+    grown = [*TINY, "--name", "resume", "--arms", "base,persd_combined,persd"]
+    assert _run(stack.args(*grown)) == 0
+    third = _runs()
+    assert third.pop((ExperimentArm.PERSD, 0))[1] == ExperimentStatus.FINISHED
+    assert third == second and count(Adapter) == 2 and count(Task) == tasks
+    with session_scope() as s:
+        assert s.scalar(select(Experiment.config)).arms == [
+            ExperimentArm.BASE,
+            ExperimentArm.PERSD_COMBINED,
+            ExperimentArm.PERSD,
+        ]
+    written = json.loads((stack.reports / "experiment-resume.json").read_text())
+    assert {p["arm"] for p in written["runs"]} == {"base", "persd_combined", "persd"}
+    with pytest.raises(Conflict, match=r"differs in: arms\).*add arms, counts or seeds"):
+        _run(stack.args(*argv))  # dropping an arm is not a resume
+    assert count(ExperimentRun) == 3
+
 
 def test_stand_answers_from_an_api_teacher_are_priced_and_filtered(student_server) -> None:
     """The OpenAI path of StanD's data: one solve call per task through the teacher client,
