@@ -11,6 +11,7 @@ from __future__ import annotations
 from html import escape
 
 from services.experiment.report import ExperimentReport, PointRow
+from services.experiment.stats import P_BOOTSTRAP_FLOOR
 from shared.enums import ExperimentArm
 
 COLOURS = {
@@ -76,9 +77,13 @@ def chart(
             f'<line x1="{left}" x2="{left + plot_w}" y1="{sy(y):.1f}" y2="{sy(y):.1f}"'
             ' stroke="#eee"/>'
         )
-    ticks = sorted(set(xs))
-    for x in ticks:
+    drawn_to = -1e9  # right edge of the last tick label drawn
+    for x in sorted(set(xs)):
         text = categorical[int(x)] if categorical else f"{x:g}"
+        half = 3.5 * len(text) + 3  # about half an 11px label, plus a gap
+        if sx(x) - half < drawn_to:
+            continue  # would overprint its neighbour (e.g. 171 and 180 tasks); the dot's title has it
+        drawn_to = sx(x) + half
         out.append(
             f'<text x="{sx(x):.1f}" y="{top + plot_h + 16}" font-size="11"'
             f' text-anchor="middle">{escape(text)}</text>'
@@ -125,8 +130,14 @@ def _cost_axis(report: ExperimentReport) -> tuple[str, bool]:
 def charts(report: ExperimentReport) -> str:
     points = report.points
     steps = report.config.steps
+    largest = {p.arm: max(q.count for q in points if q.arm == p.arm) for p in points}
     per_step = [
-        (_name(p), COLOURS[p.arm], [(f.step, f.mean, f.low, f.high) for f in p.pass_at_1])
+        (
+            _name(p),
+            # an arm's smaller counts in a lighter shade of its colour (8-digit hex: alpha)
+            COLOURS[p.arm] + ("" if p.count == largest[p.arm] else "80"),
+            [(f.step, f.mean, f.low, f.high) for f in p.pass_at_1],
+        )
         for p in points
     ]
     base = next((p for p in points if p.arm == ExperimentArm.BASE), None)
@@ -182,6 +193,10 @@ def _ci(f) -> str:
     return f"{_pct(f.mean)} <small>[{_pct(f.low)}, {_pct(f.high)}]</small>"
 
 
+def _p_bootstrap(p: float) -> str:
+    return f"&lt;{P_BOOTSTRAP_FLOOR:.2g}" if p < P_BOOTSTRAP_FLOOR else f"{p:.3g}"
+
+
 def tables(report: ExperimentReport) -> str:
     steps = report.config.steps
     head = "".join(f"<th>step {s} pass@1 % [95% CI]</th>" for s in range(1, steps + 1))
@@ -209,7 +224,7 @@ def tables(report: ExperimentReport) -> str:
             f"<tr{sig}><td>{escape(c.a)} vs {escape(c.b)}</td><td>{escape(c.label)}</td>"
             f"<td>{c.step}</td>"
             f"<td>{100 * c.diff:+.1f} <small>[{100 * c.low:+.1f}, {100 * c.high:+.1f}]</small>"
-            f"</td><td>{c.p_bootstrap:.3g}</td><td>{c.p_mcnemar:.3g}</td>"
+            f"</td><td>{_p_bootstrap(c.p_bootstrap)}</td><td>{c.p_mcnemar:.3g}</td>"
             f"<td>{c.wins}/{c.losses}</td></tr>"
         )
     comparisons = (

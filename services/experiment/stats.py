@@ -19,6 +19,8 @@ from shared.stats import mcnemar_exact
 
 RESAMPLES = 4000
 LEVEL = 0.95
+# The smallest two-sided p the paired bootstrap can resolve: a 0 from it means "below this".
+P_BOOTSTRAP_FLOOR = 2 / RESAMPLES
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,23 @@ def test_html_report_is_self_contained(stored) -> None:
     assert "<script" not in page
 
 
+def test_chart_ticks_never_overprint_and_a_zero_bootstrap_p_reads_as_its_floor() -> None:
+    """171 and 180 tasks (a capped PERsD point beside StanD's) are 9 units apart on a 0..180
+    axis: drawn both, their labels ran together as "171180"."""
+    svg = html.chart(
+        [("stand", "#d97706", [(0, 0.4, 0.3, 0.5), (60, 0.5, 0.4, 0.6), (180, 0.6, 0.5, 0.7)]),
+         ("persd", "#2563eb", [(60, 0.5, 0.4, 0.6), (171, 0.7, 0.6, 0.8)])],
+        x_label="tasks",
+    )  # fmt: skip
+    ticks = re.findall(
+        r'<text x="([\d.]+)" y="\d+" font-size="11" text-anchor="middle">(\w+)<', svg
+    )
+    assert [t for _, t in ticks] == ["0", "60", "171"]
+    assert svg.count("<circle") == 5  # every point is still drawn, with its title
+    assert html._p_bootstrap(0.0) == "&lt;0.0005" and html._p_bootstrap(0.0165) == "0.0165"
+    assert stats.P_BOOTSTRAP_FLOOR == 2 / stats.RESAMPLES
+
+
 def test_rest_endpoint_and_dashboard_page(stored) -> None:
     principal_cache.clear()
     with session_scope() as s:
