@@ -82,7 +82,7 @@ def chart(
         text = categorical[int(x)] if categorical else f"{x:g}"
         half = 3.5 * len(text) + 3  # about half an 11px label, plus a gap
         if sx(x) - half < drawn_to:
-            continue  # would overprint its neighbour (e.g. 171 and 180 tasks); the dot's title has it
+            continue  # would overprint its neighbour (171 next to 180); the dot's title has it
         drawn_to = sx(x) + half
         out.append(
             f'<text x="{sx(x):.1f}" y="{top + plot_h + 16}" font-size="11"'

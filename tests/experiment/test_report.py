@@ -210,7 +210,6 @@ def test_chart_ticks_never_overprint_and_a_zero_bootstrap_p_reads_as_its_floor()
     assert [t for _, t in ticks] == ["0", "60", "171"]
     assert svg.count("<circle") == 5  # every point is still drawn, with its title
     assert html._p_bootstrap(0.0) == "&lt;0.0005" and html._p_bootstrap(0.0165) == "0.0165"
-    assert stats.P_BOOTSTRAP_FLOOR == 2 / stats.RESAMPLES
 
 
 def test_rest_endpoint_and_dashboard_page(stored) -> None:
