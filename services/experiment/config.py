@@ -47,7 +47,9 @@ OFFLINE_TRAINER: dict[str, Any] = {
 # 2-core host; "small" is the reduced experiment of the test suite; "paper" sizes the GPU recipe
 # (README). The suite presets rehearse one pretraining task per example: measured on the
 # validation pool (docs/suite.md), it keeps most of what fine-tuning otherwise costs the
-# student on tasks without a lesson, on every build tried.
+# student on tasks without a lesson, on every build tried. "small" asks 180 examples of 300
+# tasks: its student refined 208 of them here, so a build that passes up to 40 % of the traffic
+# still fills the count (a capped point would fail the reduced experiment's test).
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {
         "pools": PoolSpec(distill_size=300, heldout_size=200),
@@ -56,8 +58,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pretrain_rehearsal": 1.0,
     },
     "small": {
-        "pools": PoolSpec(distill_size=180, heldout_size=150),
-        "counts": [100],
+        "pools": PoolSpec(distill_size=300, heldout_size=150),
+        "counts": [180],
         "seeds": [0],
         "pretrain_rehearsal": 1.0,
     },

@@ -12,12 +12,14 @@ the base by a margin well clear of this seed's noise (the paired bootstrap inter
 above zero with room to spare, McNemar's test on the same tasks agreeing). A change that silently
 stops learning (a learning rate that rounds to nothing, a dtype that rounds the LoRA update away,
 examples that never reach the trainer) leaves those tasks at the base's score, about 0, and fails
-here. Overall held-out pass@1 is printed, not asserted: fine-tuning on a hundred lessons also
-costs the small student part of what it could do on tasks without a lesson, mostly constants
-copied wrongly. Measured on this machine's build (150 held-out tasks): without pretraining
-rehearsal, overall 25.3 % -> 23.3 % (without a lesson -18.4 points); with the preset's one
-pretraining task per example, 25.3 % -> 28.0 % (+2.7 [-4.0, +9.3]; without a lesson -9.2). That
-trade-off is what `persd experiment` reports, whichever way it comes out.
+here. Overall held-out pass@1 is printed, not asserted: fine-tuning also costs the small student
+part of what it could do on tasks without a lesson (mostly constants copied wrongly), and how
+much depends on the build, which differs by CPU. Measured on this machine's build (150 held-out
+tasks, 180 examples, one pretraining task rehearsed per example): overall 25.3 % -> 37.3 %
+(+12.0 [+4.7, +20.0]); with a lesson +28.4 [+18.9, +39.2] (21 wins, 0 losses); without a lesson
+-3.9 [-13.2, +5.3]. The earlier preset (180 distillation tasks, 100 examples) gave +2.7
+[-4.0, +9.3] overall, and without rehearsal 25.3 % -> 23.3 %. That trade-off is what
+`persd experiment` reports, whichever way it comes out.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from shared.db import session_scope
 from shared.enums import ExperimentArm
 
 # The first test of the package builds the small pretrained student (about 6 minutes on 2 cores,
-# then cached) inside its fixtures, on top of the experiment itself (3 to 7 minutes).
+# then cached) inside its fixtures, on top of the experiment itself (about 3 minutes here).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 REDUCED = ["--preset", "small", "--name", "reduced", "--arms", "base,persd", "--seeds", "0"]
